@@ -1,0 +1,98 @@
+"""Shared fixtures: a private embedded Redis, real Celery worker processes, loopback HTTP.
+
+Nothing here touches port 6379 or any shared server: the embedded valkey-server runs on
+a free loopback port with its own data directory, and every test serves its feeds and
+pages from its own loopback HTTP server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers.newsroom import Newsroom
+from tests.support import wait_until
+from worker.celery_app import configure
+from worker.config import Settings
+from worker.redis import EmbeddedServer
+from worker.runtime import Runtime
+from worker.service import WorkerProcesses, WorkerSpec
+from worker.tasks import use_runtime
+from worker.workerproc import live_roles
+
+TEST_SETTINGS = dict(
+    allow_private_hosts=True,
+    feeds_file=None,
+    seed_on_start=False,
+    connect_timeout_s=1.0,
+    read_timeout_s=2.0,
+    fetch_deadline_s=3.0,
+    running_lease_s=15.0,
+    queued_lease_s=30.0,
+    task_time_limit_s=8.0,
+    visibility_timeout_s=20.0,
+    soft_shutdown_timeout_s=5.0,
+    poll_interval_s=3600.0,
+    sweep_interval_s=1.0,
+    io_concurrency=8,
+    cpu_concurrency=2,
+    host_concurrency=8,
+    host_delay_s=0.0,
+    log_level="INFO",
+)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer.start(tmp_path_factory.mktemp("redis-data"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    tag = uuid.uuid4().hex[:6]
+    return Settings(
+        redis_url=redis_server.url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        key_prefix=f"t{tag}",
+        stream_prefix=f"t{tag}:news",
+        **TEST_SETTINGS,
+    )
+
+
+@pytest.fixture(scope="session")
+def rt(settings: Settings) -> Iterator[Runtime]:
+    configure(settings)
+    runtime = Runtime.build(settings, settings.redis_url or "")
+    use_runtime(runtime)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture(scope="session")
+def workers(rt: Runtime, settings: Settings) -> Iterator[WorkerProcesses]:
+    """One io (threads) and one cpu (prefork) worker process for the whole session."""
+    procs = WorkerProcesses(
+        settings, [WorkerSpec("io", "threads", 8), WorkerSpec("cpu", "prefork", 2)]
+    )
+    procs.start()
+    ready = wait_until(lambda: {"worker-io", "worker-cpu"} <= live_roles(rt), timeout=60)
+    assert ready, "workers did not start"
+    yield procs
+    procs.stop(15)
+
+
+@pytest.fixture
+def newsroom() -> Iterator[Newsroom]:
+    room = Newsroom()
+    yield room
+    room.close()
+
+
+@pytest.fixture
+def fresh_data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"

@@ -1,0 +1,87 @@
+"""The Celery app: queues, routing, and the reliability settings a Redis broker needs.
+
+Two queues keep the CPU busy while pages download: ``<prefix>.io`` (polls and page
+fetches, a thread pool) and ``<prefix>.cpu`` (extraction, one process per core). Late
+acks with reject-on-worker-lost make Celery at-least-once in the common failures; the
+ledger (worker/ledger.py) repairs the rest, and every stage is idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from worker.config import Settings, load_settings
+
+app = Celery("newswire", set_as_current=False)
+_configured: list[bool] = [False]
+
+
+def queue_names(settings: Settings) -> tuple[str, str]:
+    """Names of the I/O and CPU queues."""
+    return f"{settings.key_prefix}.io", f"{settings.key_prefix}.cpu"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from ours (reliability.md, 'Settings for our worker')."""
+    io_queue, cpu_queue = queue_names(settings)
+    transport = {
+        "visibility_timeout": int(settings.visibility_timeout_s),
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+    }
+    return {
+        "broker_url": settings.effective_broker_url,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "visibility_timeout": int(settings.visibility_timeout_s),
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": max(
+            settings.task_time_limit_s - 10, settings.task_time_limit_s / 2
+        ),
+        "worker_max_tasks_per_child": settings.max_tasks_per_child,
+        "worker_max_memory_per_child": settings.max_memory_per_child_kb,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout_s,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_default_queue": io_queue,
+        "task_create_missing_queues": True,
+        "task_routes": {
+            "newswire.poll_feed": {"queue": io_queue},
+            "newswire.fetch_page": {"queue": io_queue},
+            "newswire.extract_page": {"queue": cpu_queue},
+        },
+        "broker_pool_limit": max(settings.io_concurrency, 10),
+    }
+
+
+def configure(settings: Settings) -> Celery:
+    """Apply our settings to the app (before it is first used)."""
+    app.conf.update(celery_config(settings))
+    _configured[0] = True
+    return app
+
+
+@app.on_configure.connect
+def _configure_from_environment(sender: Celery, **_: Any) -> None:
+    # `celery -A worker.celery_app ...` without our CLI: read settings as usual.
+    if not _configured[0]:
+        sender.conf.update(celery_config(load_settings()))
+
+
+app.autodiscover_tasks(["worker"], related_name="tasks", force=True)

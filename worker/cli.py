@@ -1,0 +1,303 @@
+"""The command line. Each command is a few lines over the modules that do the work."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from worker.config import Settings, load_settings, use_config_file
+from worker.observability import setup_logging
+from worker.redis import RedisHandle, open_redis
+from worker.runtime import Runtime
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML settings file (default: config/newswire.yaml, or NEWSWIRE_CONFIG).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """newswire: feeds in, one clean deduplicated event per article out (Redis Streams)."""
+    if config_path is not None:
+        use_config_file(config_path)
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    ctx.obj = settings
+
+
+@contextlib.contextmanager
+def runtime_for(settings: Settings, adopt: bool = False) -> Iterator[tuple[Runtime, RedisHandle]]:
+    """Open Redis (attach, own or external), configure Celery, and build a Runtime."""
+    from worker.celery_app import configure
+    from worker.tasks import use_runtime
+
+    handle = open_redis(settings.redis_url, settings.data_dir, adopt=adopt)
+    try:
+        settings = settings.model_copy(update={"redis_url": handle.url})
+        configure(settings)
+        rt = Runtime.build(settings, handle.url)
+        use_runtime(rt)
+        try:
+            yield rt, handle
+        finally:
+            rt.close()
+    finally:
+        handle.close()
+
+
+@main.command()
+@click.option(
+    "--seed/--no-seed", default=None, help="Replay seeds/ once started (default: seed_on_start)."
+)
+@click.pass_obj
+def run(settings: Settings, seed: bool | None) -> None:
+    """Run everything: Redis (embedded if none configured), workers, scheduler."""
+    from worker.service import Service
+
+    with runtime_for(settings, adopt=True) as (_rt, handle):
+        sys.exit(Service(settings, handle, settings.seed_on_start if seed is None else seed).run())
+
+
+@main.command()
+@click.option(
+    "--role",
+    type=click.Choice(["io", "cpu", "all"]),
+    default="all",
+    help="io: polls and page fetches; cpu: extraction; all: both queues.",
+)
+@click.option(
+    "--pool", default=None, help="Celery pool (default: threads for io, prefork otherwise)."
+)
+@click.option("--concurrency", type=int, default=None)
+@click.pass_obj
+def worker(settings: Settings, role: str, pool: str | None, concurrency: int | None) -> None:
+    """Run one Celery worker process (deployments run several, on several machines)."""
+    from worker.workerproc import run_worker
+
+    with runtime_for(settings) as (rt, _handle):
+        run_worker(rt, role, pool, concurrency)
+
+
+@main.command()
+@click.pass_obj
+def scheduler(settings: Settings) -> None:
+    """Run the scheduler alone: claims due feeds, enqueues polls, sweeps expired leases."""
+    import signal
+
+    from worker.scheduler import load_feeds_file, run_scheduler
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with runtime_for(settings) as (rt, _handle):
+        load_feeds_file(rt, settings.feeds_file)
+        run_scheduler(rt, stop)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path), default=Path("seeds"))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--timeout", type=float, default=120.0, show_default=True)
+@click.pass_obj
+def replay(settings: Settings, path: Path, as_json: bool, timeout: float) -> None:
+    """Replay seed documents through the real pipeline (offline, loopback only)."""
+    from worker.replay import replay as run_replay
+    from worker.workerproc import workers_for
+
+    with runtime_for(settings) as (rt, _handle), workers_for(rt):
+        summary = run_replay(rt, path, timeout)
+    if as_json:
+        click.echo(summary.as_json())
+    else:
+        click.echo(
+            f"published {summary.published}, duplicates {summary.duplicates}, "
+            f"failed {summary.failed}, pending {summary.pending} ({summary.elapsed_s}s)"
+        )
+        for entry in summary.entries:
+            click.echo(f"  {entry['state']:<10} {entry['url']} {entry['reason']}")
+    sys.exit(0 if summary.failed == 0 and summary.pending == 0 else 1)
+
+
+@main.command()
+@click.option(
+    "--stream",
+    type=click.Choice(["articles", "duplicates", "deadletter"]),
+    default="articles",
+    show_default=True,
+)
+@click.option("--group", default=None, help="Read through this consumer group (acknowledging).")
+@click.option(
+    "--consumer", default=None, help="Consumer name within the group (default: host:pid)."
+)
+@click.option("--count", type=int, default=None, help="Stop after this many entries.")
+@click.option("--no-wait", is_flag=True, help="Stop at the end of the stream instead of waiting.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per line.")
+@click.pass_obj
+def consume(
+    settings: Settings,
+    stream: str,
+    group: str | None,
+    consumer: str | None,
+    count: int | None,
+    no_wait: bool,
+    as_json: bool,
+) -> None:
+    """Print stream entries, from the start or through a consumer group."""
+    from worker.observability import process_name
+    from worker.publish.consumer import consume_stream
+
+    with runtime_for(settings) as (rt, _handle):
+        name = getattr(rt.keys, stream)
+        reader = consume_stream(
+            rt.client,
+            name,
+            group,
+            consumer or process_name(),
+            count,
+            wait=not no_wait,
+            deadletter=rt.keys.deadletter,
+        )
+        for sid, message in reader:
+            click.echo(json.dumps(message, ensure_ascii=False) if as_json else _line(sid, message))
+
+
+def _line(sid: str, message: dict[str, Any]) -> str:
+    if "reason" in message and "kind" in message:
+        return f"{sid} {message['kind']} {message['reason']} {message['url']} {message['detail']}"
+    extra = f" duplicate_of={message['duplicate_of']}" if "duplicate_of" in message else ""
+    revision = message.get("revision", 1)
+    return f"{sid} {message['id']} r{revision} {message.get('title')} <{message['url']}>{extra}"
+
+
+@main.group()
+def feeds() -> None:
+    """Manage the feed registry (takes effect at once, no restart)."""
+
+
+@feeds.command("add")
+@click.argument("url")
+@click.option("--tag", "tags", multiple=True, help="Tag carried to every article of the feed.")
+@click.option("--interval", type=float, default=None, help="Fixed poll interval in seconds.")
+@click.pass_obj
+def feeds_add(settings: Settings, url: str, tags: tuple[str, ...], interval: float | None) -> None:
+    """Add a feed; it is polled (and backfilled) at once."""
+    with runtime_for(settings) as (rt, _handle):
+        record = rt.registry.add(url, list(tags), interval)
+    click.echo(f"{record.feed_id} {record.url}")
+
+
+@feeds.command("remove")
+@click.argument("url_or_id")
+@click.pass_obj
+def feeds_remove(settings: Settings, url_or_id: str) -> None:
+    """Remove a feed (by URL or id)."""
+    with runtime_for(settings) as (rt, _handle):
+        record = rt.registry.remove(url_or_id)
+    if record is None:
+        raise click.ClickException(f"no such feed: {url_or_id}")
+    click.echo(f"removed {record.feed_id} {record.url}")
+
+
+@feeds.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def feeds_list(settings: Settings, as_json: bool) -> None:
+    """List feeds with their status, last success and error, and next poll."""
+    from worker.status import feed_rows
+
+    with runtime_for(settings) as (rt, _handle):
+        records = rt.registry.all()
+    if as_json:
+        for record in records:
+            click.echo(json.dumps(record.__dict__))
+        return
+    for row in feed_rows(records, time.time()):
+        click.echo(row)
+
+
+@feeds.command("import")
+@click.argument("opml_file", type=click.File("r"))
+@click.pass_obj
+def feeds_import(settings: Settings, opml_file: Any) -> None:
+    """Import feeds from an OPML file (categories become tags)."""
+    from worker.feeds.opml import parse_opml
+
+    items = parse_opml(opml_file.read())
+    with runtime_for(settings) as (rt, _handle):
+        for item in items:
+            rt.registry.add(item.url, item.tags)
+    click.echo(f"imported {len(items)} feeds")
+
+
+@feeds.command("export")
+@click.pass_obj
+def feeds_export(settings: Settings) -> None:
+    """Print every feed as OPML."""
+    from worker.feeds.opml import to_opml
+
+    with runtime_for(settings) as (rt, _handle):
+        click.echo(to_opml(rt.registry.all()), nl=False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--check", is_flag=True, help="Exit 0 if Redis answers (and --require holds).")
+@click.option(
+    "--require",
+    "required",
+    multiple=True,
+    help="With --check: a heartbeat role that must be alive on this host (io, cpu, scheduler).",
+)
+@click.pass_obj
+def status(settings: Settings, as_json: bool, check: bool, required: tuple[str, ...]) -> None:
+    """Show counters, streams, queues, leases, feeds and live processes."""
+    from worker.status import collect_status, health_ok, render_status
+
+    try:
+        with runtime_for(settings) as (rt, _handle):
+            if check:
+                sys.exit(0 if health_ok(rt, required) else 1)
+            report = collect_status(rt)
+    except Exception as exc:  # noqa: BLE001 - a status probe reports, it does not crash
+        if check:
+            sys.exit(1)
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report, indent=2) if as_json else render_status(report))
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--url", default="", help="The page's address (for relative links and canonical).")
+@click.option("--min-chars", type=int, default=None)
+@click.pass_obj
+def extract(settings: Settings, files: tuple[Path, ...], url: str, min_chars: int | None) -> None:
+    """Print the article document of HTML pages (stdin, or FILEs, plain or .gz)."""
+    import gzip
+
+    from worker.extract.document import page_document
+    from worker.fetch.decode import decode_html
+
+    limit = settings.min_text_chars if min_chars is None else min_chars
+    for path in files or (None,):
+        raw = sys.stdin.buffer.read() if path is None else path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        page_url = url or (path.resolve().as_uri() if path else "http://localhost/")
+        document = page_document(decode_html(raw, ""), page_url, limit)
+        click.echo(json.dumps(document, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

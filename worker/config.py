@@ -1,0 +1,163 @@
+"""Settings: the one place that reads configuration files and the environment.
+
+Precedence, highest first: explicit overrides (CLI flags, tests), ``NEWSWIRE_*``
+environment variables, the YAML file (``config/newswire.yaml`` or ``NEWSWIRE_CONFIG``),
+then the defaults below. Nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("config/newswire.yaml")
+_CONFIG_FILE_OVERRIDE: list[Path | None] = [None]
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service; see config/newswire.yaml for the commented defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="NEWSWIRE_", extra="ignore")
+
+    # Redis and the broker
+    redis_url: str | None = None
+    broker_url: str | None = None
+    data_dir: Path = Path(".newswire")
+    redis_socket_timeout_s: float = 10.0
+
+    # Names
+    stream_prefix: str = "news"
+    key_prefix: str = "newswire"
+
+    # Stream retention: MAXLEN (approximate) and/or MINID by age
+    stream_maxlen: int = 1_000_000
+    stream_retention_days: float | None = None
+
+    # Fetching
+    allow_private_hosts: bool = False
+    user_agent: str = "newswire/0.1 (+https://github.com/newswire/newswire)"
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    fetch_deadline_s: float = 30.0
+    max_page_bytes: int = 5 * 1024 * 1024
+    max_feed_bytes: int = 10 * 1024 * 1024
+    max_redirects: int = 5
+
+    # Politeness, shared by all workers through Redis
+    host_concurrency: int = 2
+    host_delay_s: float = 1.0
+
+    # Polling
+    feeds_file: Path | None = Path("config/feeds.yaml")
+    poll_interval_s: float = 900.0
+    min_poll_interval_s: float = 60.0
+    max_poll_interval_s: float = 86_400.0
+    poll_lease_s: float = 300.0
+    scheduler_tick_s: float = 1.0
+    scheduler_batch: int = 500
+
+    # Entry leases and the sweeper
+    queued_lease_s: float = 1800.0
+    running_lease_s: float = 300.0
+    max_attempts: int = 3
+    sweep_interval_s: float = 5.0
+
+    # Extraction and dedup
+    min_text_chars: int = 200
+    min_publish_chars: int = 50
+    dedup_window_days: float = 30.0
+
+    # Workers
+    io_concurrency: int = 16
+    cpu_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    task_time_limit_s: float = 60.0
+    visibility_timeout_s: float = 600.0
+    max_tasks_per_child: int = 1000
+    max_memory_per_child_kb: int = 512_000
+    soft_shutdown_timeout_s: float = 20.0
+
+    # The seed fixture: replayed once when `run` starts (idempotent: published once)
+    seed_on_start: bool = True
+    seeds_dir: Path = Path("seeds")
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.host_concurrency < 1:
+            raise ValueError("NEWSWIRE_HOST_CONCURRENCY must be at least 1")
+        if self.host_delay_s < 0:
+            raise ValueError("NEWSWIRE_HOST_DELAY_S must not be negative")
+        if self.min_poll_interval_s > self.max_poll_interval_s:
+            raise ValueError("min_poll_interval_s must not exceed max_poll_interval_s")
+        if self.visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError("visibility_timeout_s must exceed task_time_limit_s (kombu#337)")
+        if self.running_lease_s <= self.fetch_deadline_s:
+            raise ValueError("running_lease_s must exceed fetch_deadline_s")
+        return self
+
+    @property
+    def effective_broker_url(self) -> str | None:
+        return self.broker_url or self.redis_url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file()
+        if path is not None and path.exists():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def config_file() -> Path | None:
+    """Return the YAML file settings are read from (explicit, NEWSWIRE_CONFIG, or default)."""
+    if _CONFIG_FILE_OVERRIDE[0] is not None:
+        return _CONFIG_FILE_OVERRIDE[0]
+    env = os.environ.get("NEWSWIRE_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_FILE
+
+
+def use_config_file(path: Path | None) -> None:
+    """Point every later load_settings() at ``path`` (the CLI's --config)."""
+    _CONFIG_FILE_OVERRIDE[0] = path
+    if path is not None:
+        # Child processes (workers started by `run`) must read the same file.
+        os.environ["NEWSWIRE_CONFIG"] = str(path)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from overrides, environment and the YAML file."""
+    return Settings(**overrides)
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """Environment for a child process that must run with exactly these settings."""
+    env = dict(os.environ)
+    for name in sorted(settings.model_fields_set | {"redis_url", "data_dir"}):
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, Path):
+            value = str(value.resolve())
+        env[f"NEWSWIRE_{name.upper()}"] = str(value)
+    return env

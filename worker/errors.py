@@ -1,0 +1,59 @@
+"""The exception tree. Every error carries a stable ``reason`` slug and a ``transient`` flag.
+
+* NewswireError               reason, url, transient
+  + FetchError                anything between us and the bytes of a response
+    - TransientFetchError     timeout, connection_error, connection_reset, deadline_exceeded,
+                              http_429, http_5xx: retried with backoff
+    - PermanentFetchError     blocked_address, unsupported_scheme, invalid_url,
+                              too_many_redirects, redirect_loop, body_too_large,
+                              bad_content_type, empty_body, http_4xx (http_404, http_410...)
+  + FeedError                 not_a_feed: the body is not a feed we can read
+  + ExtractionError           no_content: neither page nor feed gave text
+
+Reasons appear verbatim in dead letters, feed status and metrics, so they never change
+meaning once released. The retry policy keys on ``transient``, never on message text.
+"""
+
+from __future__ import annotations
+
+
+class NewswireError(Exception):
+    """Base of all errors we record; ``reason`` is a stable slug."""
+
+    transient: bool = False
+
+    def __init__(self, reason: str, url: str = "", detail: str = "") -> None:
+        self.reason = reason
+        self.url = url
+        self.detail = detail
+        super().__init__(f"{reason}: {detail or url}")
+
+
+class FetchError(NewswireError):
+    """A request did not yield an acceptable response body."""
+
+
+class TransientFetchError(FetchError):
+    """Worth retrying later: the same request may well succeed."""
+
+    transient = True
+
+
+class PermanentFetchError(FetchError):
+    """Retrying the same request will fail the same way."""
+
+
+class FeedError(NewswireError):
+    """The response is not a feed we can parse."""
+
+
+class ExtractionError(NewswireError):
+    """No article text could be produced."""
+
+
+def http_status_error(status: int, url: str) -> FetchError:
+    """Map an unexpected HTTP status to the error class and reason that describe it."""
+    reason = f"http_{status}"
+    if status == 429 or status >= 500:
+        return TransientFetchError(reason, url, f"HTTP {status}")
+    return PermanentFetchError(reason, url, f"HTTP {status}")

@@ -1,0 +1,83 @@
+"""Extract body text and metadata from one HTML page with trafilatura.
+
+trafilatura.extract shares one lxml parser and is not thread-safe: call this from
+worker processes (the prefork CPU pool), never from threads.
+"""
+
+from __future__ import annotations
+
+import re
+
+import trafilatura
+from trafilatura.meta import reset_caches
+
+from worker.dedup.canonical import same_site
+from worker.model import ExtractedPage
+
+_HTML_LANG = re.compile(
+    r"""<html[^>]*?\slang\s*=\s*["']?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?)""", re.I
+)
+_OG_LOCALE = re.compile(
+    r"""<meta[^>]+property\s*=\s*["']og:locale["'][^>]+content\s*=\s*["']([A-Za-z]{2,3})""", re.I
+)
+
+
+def extract_page(html: str, url: str) -> ExtractedPage:
+    """Run trafilatura (text + metadata) over ``html`` fetched from ``url``."""
+    doc = trafilatura.bare_extraction(
+        html,
+        url=url,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+    )
+    language = page_language(html)
+    if doc is None:
+        return ExtractedPage(language=language)
+    canonical = doc.url if doc.url and same_site(doc.url, url) else None
+    return ExtractedPage(
+        text=without_headline((doc.text or "").strip(), doc.title),
+        title=doc.title or None,
+        authors=split_list(doc.author, ";"),
+        published=doc.date or None,
+        sitename=doc.sitename or None,
+        language=doc.language or language,
+        description=doc.description or None,
+        tags=_tags(doc.categories, doc.tags),
+        image=doc.image or None,
+        canonical_url=canonical,
+    )
+
+
+def page_language(html: str) -> str | None:
+    """Return the language the page declares (<html lang>, then og:locale), lower-case."""
+    head = html[:16_384]
+    match = _HTML_LANG.search(head) or _OG_LOCALE.search(head)
+    return match.group(1).replace("_", "-").lower() if match else None
+
+
+def without_headline(text: str, title: str | None) -> str:
+    """Drop a first line that repeats the title: the headline belongs in ``title``."""
+    first, _, rest = text.partition("\n")
+    if title and first.strip().casefold() == title.strip().casefold():
+        return rest.strip()
+    return text
+
+
+def split_list(value: str | None, separator: str) -> list[str]:
+    """Split a joined metadata string into unique, stripped items, order kept."""
+    if not value:
+        return []
+    return list(dict.fromkeys(item.strip() for item in value.split(separator) if item.strip()))
+
+
+def _tags(categories: list[str] | None, tags: list[str] | None) -> list[str]:
+    items: list[str] = []
+    for value in [*(categories or []), *(tags or [])]:
+        items.extend(split_list(value, ","))
+    return list(dict.fromkeys(items))
+
+
+def release_memory() -> None:
+    """Drop trafilatura's, htmldate's and courlan's caches (they grow over long runs)."""
+    reset_caches()

@@ -1,0 +1,135 @@
+"""The feed registry: feed records and status in Redis, shared by every process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from worker.dedup.canonical import canonical_url
+from worker.fetch.guard import check_url
+from worker.keys import Keys
+
+
+def feed_id_for(url: str) -> str:
+    """Stable id of a feed, from its URL as first added (a later 301 keeps the id)."""
+    return hashlib.sha256(canonical_url(url).encode()).hexdigest()[:16]
+
+
+@dataclass
+class FeedRecord:
+    """One feed: where it is, how it is polled, and how its last polls went."""
+
+    feed_id: str
+    url: str
+    title: str = ""
+    status: str = "new"  # new | ok | error | disabled
+    tags: list[str] = field(default_factory=list)
+    interval_s: float | None = None  # fixed poll interval; None = the configured default
+    added_at: float = 0.0
+    last_polled: float | None = None
+    last_success: float | None = None
+    last_error: str = ""
+    last_error_at: float | None = None
+    consecutive_failures: int = 0
+    etag: str = ""
+    last_modified: str = ""
+    entries_seen: int = 0
+    entries_new: int = 0
+    entries_skipped: int = 0  # items without a usable http(s) link
+    polls: int = 0
+    parsed: int = 0  # polls whose body was parsed (not 304, not unchanged)
+    not_modified: int = 0
+    next_poll: float | None = None
+
+    def to_redis(self) -> dict[str, str]:
+        data = asdict(self)
+        data.pop("next_poll")
+        return {k: json.dumps(v) for k, v in data.items()}
+
+    @classmethod
+    def from_redis(cls, raw: dict[str, str], next_poll: float | None) -> FeedRecord:
+        known = {k: json.loads(v) for k, v in raw.items() if k in cls.__dataclass_fields__}
+        return cls(**known, next_poll=next_poll) if "feed_id" in known else cls._broken(raw)
+
+    @classmethod
+    def _broken(cls, raw: dict[str, str]) -> FeedRecord:
+        raise ValueError(f"feed record without id: {sorted(raw)}")
+
+
+class Registry:
+    """Add, remove, list feeds, and record the outcome of each poll."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._client = client
+        self._keys = keys
+
+    def add(
+        self, url: str, tags: list[str] | None = None, interval_s: float | None = None
+    ) -> FeedRecord:
+        """Register a feed (idempotent on its URL); it becomes due at once."""
+        check_url(url)
+        existing = self.find(url)
+        if existing is not None:
+            return existing
+        record = FeedRecord(
+            feed_id_for(url),
+            url,
+            tags=list(tags or []),
+            interval_s=interval_s,
+            added_at=time.time(),
+        )
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(self._keys.feed(record.feed_id), mapping=record.to_redis())
+        pipe.sadd(self._keys.feeds, record.feed_id)
+        pipe.hset(self._keys.feed_urls, canonical_url(url), record.feed_id)
+        pipe.zadd(self._keys.feeds_due, {record.feed_id: time.time()})
+        pipe.execute()
+        return record
+
+    def find(self, url_or_id: str) -> FeedRecord | None:
+        """Look a feed up by id or URL."""
+        feed_id = self._client.hget(self._keys.feed_urls, canonical_url(url_or_id)) or url_or_id
+        return self.get(feed_id)
+
+    def get(self, feed_id: str) -> FeedRecord | None:
+        raw = self._client.hgetall(self._keys.feed(feed_id))
+        if not raw:
+            return None
+        return FeedRecord.from_redis(raw, self._client.zscore(self._keys.feeds_due, feed_id))
+
+    def remove(self, url_or_id: str) -> FeedRecord | None:
+        """Forget a feed; entries already claimed keep their claims."""
+        record = self.find(url_or_id)
+        if record is None:
+            return None
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(self._keys.feed(record.feed_id))
+        pipe.srem(self._keys.feeds, record.feed_id)
+        pipe.hdel(self._keys.feed_urls, canonical_url(record.url))
+        pipe.zrem(self._keys.feeds_due, record.feed_id)
+        pipe.execute()
+        return record
+
+    def all(self) -> list[FeedRecord]:
+        records = (self.get(feed_id) for feed_id in sorted(self._client.smembers(self._keys.feeds)))
+        return [r for r in records if r is not None]
+
+    def update(self, feed_id: str, next_poll: float | None = None, **fields: Any) -> None:
+        """Write status fields of a feed (and its next poll time) if it still exists."""
+        key = self._keys.feed(feed_id)
+        if not self._client.exists(key):
+            return  # removed while being polled
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(key, mapping={k: json.dumps(v) for k, v in fields.items()})
+        if next_poll is not None:
+            pipe.zadd(self._keys.feeds_due, {feed_id: next_poll})
+        pipe.execute()
+
+    def poll_now(self, feed_id: str) -> None:
+        """Make a feed due immediately."""
+        self._client.zadd(self._keys.feeds_due, {feed_id: time.time()})

@@ -1,0 +1,106 @@
+"""Every Redis key and stream name, in one place.
+
+Public streams live under ``stream_prefix`` (default ``news``: ``news:articles``);
+internal state lives under ``key_prefix`` (default ``newswire``). Keys that hold one
+record per thing end with that thing's id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for one deployment (one pair of prefixes)."""
+
+    stream_prefix: str = "news"
+    key_prefix: str = "newswire"
+
+    # Public streams (the contract; see config/schema/)
+    @property
+    def articles(self) -> str:
+        return f"{self.stream_prefix}:articles"
+
+    @property
+    def duplicates(self) -> str:
+        return f"{self.stream_prefix}:duplicates"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.stream_prefix}:deadletter"
+
+    # Feed registry and schedule
+    @property
+    def feeds(self) -> str:
+        """SET of feed ids."""
+        return f"{self.key_prefix}:feeds"
+
+    @property
+    def feed_urls(self) -> str:
+        """HASH url -> feed id."""
+        return f"{self.key_prefix}:feeds:by-url"
+
+    @property
+    def feeds_due(self) -> str:
+        """ZSET feed id -> unix time of its next poll."""
+        return f"{self.key_prefix}:feeds:due"
+
+    def feed(self, feed_id: str) -> str:
+        """HASH: the feed's record and status."""
+        return f"{self.key_prefix}:feed:{feed_id}"
+
+    # Entry ledger: claims, leases, attempts
+    def seen(self, entry_id: str) -> str:
+        """STRING: the claim on an entry (a lease until it ends, then kept for the window)."""
+        return f"{self.key_prefix}:seen:{entry_id}"
+
+    def entry(self, entry_id: str) -> str:
+        """HASH: what the poller knew of an entry, plus its state."""
+        return f"{self.key_prefix}:entry:{entry_id}"
+
+    @property
+    def inflight(self) -> str:
+        """ZSET entry id -> lease deadline; the sweeper re-enqueues what expires."""
+        return f"{self.key_prefix}:inflight"
+
+    def page(self, entry_id: str) -> str:
+        """STRING: fetched page (compressed) handed from the fetch to the extract stage."""
+        return f"{self.key_prefix}:page:{entry_id}"
+
+    # Dedup index
+    def article(self, article_id: str) -> str:
+        """HASH: publish state of an article id (content hash, revision, duplicate_of)."""
+        return f"{self.key_prefix}:article:{article_id}"
+
+    def content(self, content_hash: str) -> str:
+        """STRING: the article id that first published this exact text."""
+        return f"{self.key_prefix}:content:{content_hash}"
+
+    # Politeness
+    def host_slots(self, host: str) -> str:
+        """ZSET token -> expiry: requests in flight to one host."""
+        return f"{self.key_prefix}:host:{host}:slots"
+
+    def host_next(self, host: str) -> str:
+        """STRING: earliest time (ms) the next request to one host may start."""
+        return f"{self.key_prefix}:host:{host}:next"
+
+    @property
+    def allowed_origins(self) -> str:
+        """SET of "host:port" private origins an operator allowed (the replay fixture server)."""
+        return f"{self.key_prefix}:fetch:allowed-origins"
+
+    # Operations
+    @property
+    def stats(self) -> str:
+        """HASH: counters (published, duplicates, failed, polls...)."""
+        return f"{self.key_prefix}:stats"
+
+    def heartbeat(self, role: str, name: str) -> str:
+        """STRING with TTL: a process is alive and making progress."""
+        return f"{self.key_prefix}:heartbeat:{role}:{name}"
+
+    @property
+    def heartbeat_pattern(self) -> str:
+        return f"{self.key_prefix}:heartbeat:*"

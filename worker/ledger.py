@@ -1,0 +1,116 @@
+"""The entry ledger: claims as leases, attempts, retries, and the sweeper's view.
+
+Neither Celery's Redis transport nor Redis Streams gives exactly-once, so the truth
+about each entry lives here (reliability.md): a claim is taken before any fetch, renewed
+when a stage starts, made final only by the publish script, and re-enqueued by the
+sweeper when its lease runs out (a lost task, a killed worker).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from worker.keys import Keys
+from worker.lua import Scripts
+from worker.model import FeedEntry
+
+TERMINAL_STATES = frozenset({"published", "duplicate", "unchanged", "failed"})
+
+
+@dataclass(frozen=True)
+class Leases:
+    """Lease lengths: waiting in a queue, running a stage, and the claim's lifetime."""
+
+    queued_s: float = 1800.0
+    running_s: float = 300.0
+    ttl_s: int = 30 * 86_400
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class StageStart:
+    """Answer to 'may this stage run?': go, done (already ended), exhausted or missing."""
+
+    verdict: str
+    detail: str = ""
+
+    @property
+    def go(self) -> bool:
+        return self.verdict == "go"
+
+
+class Ledger:
+    """Entry claims and leases for one deployment."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, leases: Leases) -> None:
+        self._client = client
+        self._keys = keys
+        self._leases = leases
+        self._scripts = Scripts(client)
+
+    def claim(self, feed_id: str, entries: list[FeedEntry]) -> list[str]:
+        """Claim entries nobody has claimed yet; return their ids (these get fetched)."""
+        if not entries:
+            return []
+        args: list[str | float | int] = [
+            time.time(),
+            self._leases.queued_s,
+            self._keys.key_prefix,
+            self._leases.ttl_s,
+            feed_id,
+        ]
+        for entry in entries:
+            args += [entry.entry_id, entry.to_json()]
+        return list(self._scripts("claim_entries", [self._keys.inflight], args))
+
+    def start(self, entry_id: str, stage: str) -> StageStart:
+        """Begin a stage: count the attempt and renew the lease, unless the entry ended."""
+        verdict, detail = self._scripts(
+            "start_stage",
+            [self._keys.entry(entry_id), self._keys.inflight],
+            [entry_id, time.time(), self._leases.running_s, self._leases.max_attempts, stage],
+        )
+        return StageStart(verdict, detail)
+
+    def entry(self, entry_id: str) -> FeedEntry | None:
+        """Return what the poller stored about an entry."""
+        raw = self._client.hget(self._keys.entry(entry_id), "entry")
+        return FeedEntry.from_json(raw) if raw else None
+
+    def state(self, entry_id: str) -> dict[str, str]:
+        """Return the ledger record of an entry (state, attempts, reason, article_id...)."""
+        record = self._client.hgetall(self._keys.entry(entry_id))
+        record.pop("entry", None)
+        return dict(record)
+
+    def retry_later(self, entry_id: str, attempt: int, base_s: float = 10.0) -> float:
+        """Schedule a transient failure for another try; the sweeper re-enqueues it then."""
+        delay = min(base_s * 2 ** max(attempt - 1, 0), 600.0) * random.uniform(0.75, 1.25)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(self._keys.entry(entry_id), "state", "retry_wait")
+        pipe.zadd(self._keys.inflight, {entry_id: time.time() + delay})
+        pipe.execute()
+        return delay
+
+    def expired(self, limit: int = 1000) -> list[str]:
+        """Take entries whose lease expired, each given a fresh queued lease (sweeper)."""
+        return list(
+            self._scripts(
+                "sweep_leases",
+                [self._keys.inflight],
+                [time.time(), limit, self._leases.queued_s],
+            )
+        )
+
+    def inflight_count(self) -> int:
+        return int(self._client.zcard(self._keys.inflight))
+
+
+def new_token() -> str:
+    """A unique token for one claim call."""
+    return uuid.uuid4().hex

@@ -1,0 +1,121 @@
+"""The ingest pipeline for one entry, stage by stage, with no Celery in sight.
+
+fetch stage (I/O):   claim check -> GET page (guarded, capped) -> hand the HTML over
+extract stage (CPU): trafilatura -> merge with the feed -> publish (atomic, idempotent)
+Each stage first asks the ledger whether it may run, so redelivered tasks are no-ops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from worker.errors import ExtractionError, FetchError, NewswireError
+from worker.extract.document import article_document
+from worker.fetch.page import fetch_page
+from worker.model import FeedEntry, utc_iso
+from worker.publish.schema import deadletter_message
+from worker.publish.stream import Outcome
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """Where an entry goes next: 'extract', 'done', 'retry' or 'failed'."""
+
+    next: str
+    detail: str = ""
+
+
+def fetch_stage(rt: Runtime, entry_id: str) -> StageResult:
+    """Fetch the entry's page and hand it to the extract stage."""
+    start = rt.ledger.start(entry_id, "fetch")
+    if start.verdict in ("done", "missing"):
+        return StageResult("done", start.detail)
+    entry = rt.ledger.entry(entry_id)
+    if entry is None:
+        return StageResult("done", "entry expired")
+    if start.verdict == "exhausted":
+        return _give_up(rt, entry, int(start.detail))
+    attempt = int(start.detail)
+    try:
+        page = fetch_page(rt.fetcher, entry.url, rt.page_limits)
+    except FetchError as exc:
+        if exc.transient and attempt < rt.settings.max_attempts:
+            delay = rt.ledger.retry_later(entry_id, attempt)
+            log.info("fetch of %s failed (%s), retry in %.0fs", entry.url, exc.reason, delay)
+            return StageResult("retry", exc.reason)
+        return _fail(rt, entry, exc, attempt)
+    handoff = json.dumps({"url": page.url, "html": page.html, "fetched_at": utc_iso()})
+    rt.client.set(rt.keys.page(entry_id), handoff, ex=int(rt.settings.queued_lease_s))
+    return StageResult("extract")
+
+
+def extract_stage(rt: Runtime, entry_id: str) -> StageResult:
+    """Extract, merge and publish; the outcome lands in the ledger and the streams."""
+    start = rt.ledger.start(entry_id, "extract")
+    if start.verdict in ("done", "missing"):
+        return StageResult("done", start.detail)
+    entry = rt.ledger.entry(entry_id)
+    if entry is None:
+        return StageResult("done", "entry expired")
+    if start.verdict == "exhausted":
+        return _give_up(rt, entry, int(start.detail))
+    raw = rt.client.get(rt.keys.page(entry_id))
+    if raw is None:
+        # The hand-off expired or was lost: the sweeper will run the fetch stage again.
+        return StageResult("retry", "page hand-off missing")
+    handoff = json.loads(raw)
+    try:
+        outcome = _extract_and_publish(rt, entry, handoff)
+    except ExtractionError as exc:
+        return _fail(rt, entry, exc, int(start.detail))
+    rt.client.delete(rt.keys.page(entry_id))
+    return StageResult("done", outcome.kind)
+
+
+def _extract_and_publish(rt: Runtime, entry: FeedEntry, handoff: dict[str, str]) -> Outcome:
+    article = article_document(
+        entry,
+        handoff["html"],
+        handoff["url"],
+        handoff["fetched_at"],
+        rt.settings.min_text_chars,
+        rt.settings.min_publish_chars,
+    )
+    outcome = rt.publisher.publish(article, entry.entry_id)
+    log.info("entry %s -> %s %s", entry.url, outcome.kind, outcome.ref)
+    return outcome
+
+
+def _fail(rt: Runtime, entry: FeedEntry, exc: NewswireError, attempts: int) -> StageResult:
+    dead_letter(rt, entry, exc.reason, exc.detail, exc.transient, attempts)
+    return StageResult("failed", exc.reason)
+
+
+def _give_up(rt: Runtime, entry: FeedEntry, attempts: int) -> StageResult:
+    detail = f"{attempts} attempts without finishing (worker lost or task timed out)"
+    dead_letter(rt, entry, "gave_up_after_attempts", detail, False, attempts)
+    return StageResult("failed", "gave_up_after_attempts")
+
+
+def dead_letter(
+    rt: Runtime, entry: FeedEntry, reason: str, detail: str, transient: bool, attempts: int
+) -> None:
+    """Record the entry's failure once on the dead-letter stream."""
+    message = deadletter_message(
+        kind="entry",
+        reason=reason,
+        detail=detail,
+        url=entry.url,
+        feed_url=entry.feed_url,
+        entry_id=entry.entry_id,
+        failed_at=utc_iso(),
+        transient=transient,
+        attempts=attempts,
+    )
+    if rt.publisher.dead_letter(entry.entry_id, message):
+        log.warning("entry %s dead-lettered: %s (%s)", entry.url, reason, detail)

@@ -1,0 +1,85 @@
+"""Everything one process needs to run the pipeline, built once from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from worker.config import Settings
+from worker.feeds.registry import Registry
+from worker.feeds.schedule import PollPolicy
+from worker.fetch.client import Fetcher
+from worker.fetch.limits import FetchLimits
+from worker.keys import Keys
+from worker.ledger import Leases, Ledger
+from worker.publish.stream import Publisher, Retention
+from worker.redis import connect
+
+
+@dataclass
+class Runtime:
+    """Clients and policies for one process (a worker child, the scheduler, a command)."""
+
+    settings: Settings
+    client: redis.Redis
+    keys: Keys
+    ledger: Ledger
+    publisher: Publisher
+    registry: Registry
+    policy: PollPolicy
+    page_limits: FetchLimits
+    feed_limits: FetchLimits
+    _fetcher: Fetcher | None = None
+
+    @classmethod
+    def build(cls, settings: Settings, redis_url: str) -> Runtime:
+        client = connect(redis_url, settings.redis_socket_timeout_s)
+        keys = Keys(settings.stream_prefix, settings.key_prefix)
+        window = int(settings.dedup_window_days * 86_400)
+        leases = Leases(
+            settings.queued_lease_s, settings.running_lease_s, window, settings.max_attempts
+        )
+        retention = Retention(settings.stream_maxlen, settings.stream_retention_days, window)
+        page_limits = FetchLimits.from_settings(settings)
+        return cls(
+            settings=settings,
+            client=client,
+            keys=keys,
+            ledger=Ledger(client, keys, leases),
+            publisher=Publisher(client, keys, retention),
+            registry=Registry(client, keys),
+            policy=PollPolicy(
+                settings.poll_interval_s, settings.min_poll_interval_s, settings.max_poll_interval_s
+            ),
+            page_limits=page_limits,
+            feed_limits=FetchLimits.from_settings(settings, max_bytes=settings.max_feed_bytes),
+        )
+
+    @property
+    def fetcher(self) -> Fetcher:
+        """The HTTP client, created on first use (after a prefork child is forked)."""
+        if self._fetcher is None:
+            self._fetcher = Fetcher(
+                self.settings.user_agent,
+                allow_private=self.settings.allow_private_hosts,
+                max_connections=max(self.settings.io_concurrency * 2, 10),
+                origin_allowed=self.origin_allowed,
+            )
+        return self._fetcher
+
+    def origin_allowed(self, host: str, port: int) -> bool:
+        """Whether an operator allowed this private origin (``allow_origin``)."""
+        return bool(self.client.sismember(self.keys.allowed_origins, f"{host}:{port}"))
+
+    def allow_origin(self, host: str, port: int, ttl_s: int = 3600) -> None:
+        """Let workers fetch one private origin for a while, whatever allow_private_hosts says."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.sadd(self.keys.allowed_origins, f"{host}:{port}")
+        pipe.expire(self.keys.allowed_origins, ttl_s)
+        pipe.execute()
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+        self.client.close()

@@ -1,0 +1,74 @@
+"""The scheduler loop: claim due feeds, enqueue their polls, sweep expired leases.
+
+Any number of schedulers may run: claims are atomic in Redis, so a feed is enqueued by
+one of them per interval, and an expired lease is re-enqueued by one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from worker.celery_app import queue_names
+from worker.feeds.schedule import claim_due
+from worker.observability import beat
+from worker.runtime import Runtime
+from worker.tasks import extract_page, fetch_page, poll_feed
+
+log = logging.getLogger(__name__)
+
+
+def load_feeds_file(rt: Runtime, path: Path | None) -> int:
+    """Register the feeds listed in a YAML file (idempotent); return how many it lists."""
+    if path is None or not path.exists():
+        return 0
+    data = yaml.safe_load(path.read_text()) or {}
+    count = 0
+    for item in data.get("feeds") or []:
+        spec = {"url": item} if isinstance(item, str) else dict(item)
+        rt.registry.add(spec["url"], tags=spec.get("tags"), interval_s=spec.get("interval_s"))
+        count += 1
+    return count
+
+
+def tick(rt: Runtime) -> int:
+    """Claim and enqueue due feeds once; return how many polls were enqueued."""
+    io_queue = queue_names(rt.settings)[0]
+    claimed = claim_due(rt.client, rt.keys, rt.settings.scheduler_batch, rt.settings.poll_lease_s)
+    for feed_id, token in claimed:
+        poll_feed.apply_async((feed_id, token), queue=io_queue)
+    return len(claimed)
+
+
+def sweep(rt: Runtime) -> int:
+    """Re-enqueue entries whose lease expired; return how many."""
+    io_queue, cpu_queue = queue_names(rt.settings)
+    expired = rt.ledger.expired()
+    for entry_id in expired:
+        if rt.client.exists(rt.keys.page(entry_id)):
+            extract_page.apply_async((entry_id,), queue=cpu_queue)
+        else:
+            fetch_page.apply_async((entry_id,), queue=io_queue)
+    if expired:
+        log.info("sweeper re-enqueued %d entries with expired leases", len(expired))
+    return len(expired)
+
+
+def run_scheduler(rt: Runtime, stop: threading.Event) -> None:
+    """Loop until ``stop`` is set; errors are logged and the loop goes on."""
+    last_sweep = 0.0
+    while not stop.is_set():
+        try:
+            tick(rt)
+            if time.monotonic() - last_sweep >= rt.settings.sweep_interval_s:
+                sweep(rt)
+                last_sweep = time.monotonic()
+            beat(rt.client, rt.keys, "scheduler")
+        except Exception:
+            log.exception("scheduler tick failed; retrying")
+            stop.wait(min(5.0, rt.settings.scheduler_tick_s * 5))
+        stop.wait(rt.settings.scheduler_tick_s)

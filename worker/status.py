@@ -1,0 +1,86 @@
+"""What `newswire status` and `feeds list` show, and the health check behind --check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.celery_app import queue_names
+from worker.feeds.registry import FeedRecord
+from worker.observability import process_name
+from worker.runtime import Runtime
+
+
+def collect_status(rt: Runtime) -> dict[str, Any]:
+    """Counters, stream lengths, queue depths, leases, feeds by status, live processes."""
+    client, keys = rt.client, rt.keys
+    feeds = rt.registry.all()
+    by_status: dict[str, int] = {}
+    for feed in feeds:
+        by_status[feed.status] = by_status.get(feed.status, 0) + 1
+    heartbeats = sorted(k.split(":", 2)[2] for k in client.scan_iter(match=keys.heartbeat_pattern))
+    return {
+        "redis": rt.settings.redis_url,
+        "counters": {k: int(v) for k, v in client.hgetall(keys.stats).items()},
+        "streams": {
+            name: client.xlen(name) for name in (keys.articles, keys.duplicates, keys.deadletter)
+        },
+        "queues": {q: _queue_length(rt, q) for q in queue_names(rt.settings)},
+        "inflight_entries": rt.ledger.inflight_count(),
+        "feeds": {"total": len(feeds), **by_status},
+        "processes": heartbeats,
+    }
+
+
+def _queue_length(rt: Runtime, queue: str) -> int | None:
+    broker = rt.settings.effective_broker_url or ""
+    if not broker.startswith(("redis://", "rediss://", "unix://")):
+        return None  # another broker (RabbitMQ): ask it, not us
+    return int(rt.client.llen(queue))
+
+
+def render_status(report: dict[str, Any]) -> str:
+    """Human-readable form of collect_status()."""
+    lines = [f"redis      {report['redis']}"]
+    for section in ("counters", "streams", "queues", "feeds"):
+        values = ", ".join(f"{k}={v}" for k, v in report[section].items()) or "-"
+        lines.append(f"{section:<10} {values}")
+    lines.append(f"inflight   {report['inflight_entries']} entries")
+    lines.append(f"processes  {', '.join(report['processes']) or 'none'}")
+    return "\n".join(lines)
+
+
+def health_ok(rt: Runtime, required: tuple[str, ...]) -> bool:
+    """Redis answers, and each required role has a live heartbeat from this host."""
+    if not rt.client.ping():
+        return False
+    host = process_name().split(":", 1)[0]
+    for role in required:
+        name = role if role == "scheduler" else f"worker-{role}"
+        if not any(rt.client.scan_iter(match=f"{rt.keys.key_prefix}:heartbeat:{name}:{host}:*")):
+            return False
+    return True
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    delta = now - ts
+    return f"in {-delta:.0f}s" if delta < 0 else f"{delta:.0f}s ago"
+
+
+def feed_rows(records: list[FeedRecord], now: float) -> list[str]:
+    """One line per feed: URL, title, status, last success, last error, failures, interval,
+    next poll, entries seen."""
+    rows = []
+    for f in records:
+        error = (
+            f"last_error={f.last_error!r} ({_ago(f.last_error_at, now)})" if f.last_error else ""
+        )
+        interval = f"{f.interval_s:.0f}s" if f.interval_s else "default"
+        rows.append(
+            f"{f.feed_id} {f.status:<8} {f.url} title={f.title!r} "
+            f"last_success={_ago(f.last_success, now)} failures={f.consecutive_failures} "
+            f"interval={interval} next_poll={_ago(f.next_poll, now)} "
+            f"entries_seen={f.entries_seen} {error}".rstrip()
+        )
+    return rows

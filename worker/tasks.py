@@ -1,0 +1,72 @@
+"""Thin Celery tasks: decode ids, call one domain function, route what comes next."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from worker import pipeline
+from worker.celery_app import app, queue_names
+from worker.config import load_settings
+from worker.feeds.poll import poll_feed as poll_feed_once
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+_runtime: list[Runtime | None] = [None]
+
+
+def runtime() -> Runtime:
+    """This process's Runtime, built on first use (after fork, never shared across it)."""
+    if _runtime[0] is None:
+        settings = load_settings()
+        if not settings.redis_url:
+            raise RuntimeError("workers need NEWSWIRE_REDIS_URL (set by `newswire run/worker`)")
+        _runtime[0] = Runtime.build(settings, settings.redis_url)
+    return _runtime[0]
+
+
+def use_runtime(rt: Runtime) -> None:
+    """Make ``rt`` the Runtime of this process (the CLI builds one before enqueueing)."""
+    _runtime[0] = rt
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_: Any) -> None:
+    _runtime[0] = None  # sockets inherited from the parent must not be shared
+
+
+def enqueue_fetches(entry_ids: list[str]) -> None:
+    for entry_id in entry_ids:
+        fetch_page.apply_async((entry_id,), queue=queue_names(runtime().settings)[0])
+
+
+@app.task(name="newswire.poll_feed")
+def poll_feed(feed_id: str, token: str) -> str:
+    """Poll one claimed feed and enqueue the fetch of each new entry."""
+    return poll_feed_once(runtime(), feed_id, token, enqueue_fetches).status
+
+
+@app.task(name="newswire.fetch_page")
+def fetch_page(entry_id: str) -> str:
+    """Fetch an entry's page; on success hand it to the CPU queue."""
+    result = pipeline.fetch_stage(runtime(), entry_id)
+    if result.next == "extract":
+        extract_page.apply_async((entry_id,), queue=queue_names(runtime().settings)[1])
+    return result.next
+
+
+@app.task(name="newswire.extract_page")
+def extract_page(entry_id: str) -> str:
+    """Extract, dedup and publish one fetched entry."""
+    rt = runtime()
+    try:
+        return pipeline.extract_stage(rt, entry_id).detail
+    except SoftTimeLimitExceeded:
+        entry = rt.ledger.entry(entry_id)
+        if entry is not None:
+            detail = f"extraction exceeded {rt.settings.task_time_limit_s}s"
+            pipeline.dead_letter(rt, entry, "extraction_timeout", detail, False, 1)
+        return "failed"
