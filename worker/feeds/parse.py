@@ -95,8 +95,9 @@ def _xml_item(entry: Any, base: str) -> FeedItem:
         title=_plain(entry.get("title", "")),
         summary=html_to_text(summary),
         authors=_authors(entry),
-        published=_iso(entry.get("published_parsed")),
-        updated=_iso(entry.get("updated_parsed")),
+        # dict.get: FeedParserDict maps a missing updated_parsed to published_parsed
+        published=_iso(dict.get(entry, "published_parsed")),
+        updated=_iso(dict.get(entry, "updated_parsed")),
         tags=[t.get("term", "").strip() for t in entry.get("tags", []) if t.get("term")],
         image=_image(entry),
     )

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+
+from worker.errors import PermanentFetchError
+from worker.fetch.decode import BoundedDecoder, decode_html, read_capped
+
+
+def chunks(data: bytes, size: int = 65_536) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_gzip_bomb_stops_at_the_cap() -> None:
+    bomb = gzip.compress(b"\0" * 50_000_000, compresslevel=9)
+    assert len(bomb) < 100_000
+    with pytest.raises(PermanentFetchError) as info:
+        read_capped(chunks(bomb), BoundedDecoder("gzip", 1_000_000, "http://x/"))
+    assert info.value.reason == "body_too_large"
+
+
+def test_gzip_and_deflate_within_cap() -> None:
+    text = b"<p>hello</p>" * 1000
+    assert read_capped(chunks(gzip.compress(text)), BoundedDecoder("gzip", 1 << 20, "u")) == text
+    assert read_capped(chunks(zlib.compress(text)), BoundedDecoder("deflate", 1 << 20, "u")) == text
+
+
+def test_identity_cap_and_unknown_encoding() -> None:
+    with pytest.raises(PermanentFetchError):
+        read_capped(chunks(b"x" * 2000, 100), BoundedDecoder("", 1000, "u"))
+    with pytest.raises(PermanentFetchError) as info:
+        BoundedDecoder("br", 1000, "u")
+    assert info.value.reason == "unsupported_encoding"
+
+
+def test_corrupt_gzip_is_a_decode_error() -> None:
+    with pytest.raises(PermanentFetchError) as info:
+        read_capped([b"\x1f\x8b\x08\x00garbage-garbage"], BoundedDecoder("gzip", 1000, "u"))
+    assert info.value.reason == "decode_error"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        ("café".encode("latin-1"), "text/html; charset=iso-8859-1", "café"),
+        (b'<meta charset="windows-1251">' + "Пример".encode("cp1251"), "text/html", "Пример"),
+        ("\ufeffhello".encode("utf-8"), "text/html; charset=latin-1", "hello"),
+        ("naïve".encode(), "text/html; charset=ascii", "naïve"),  # the header lies
+    ],
+)
+def test_charset_precedence(body: bytes, content_type: str, expected: str) -> None:
+    assert expected in decode_html(body, content_type)
+
+
+def test_invalid_utf8_does_not_crash() -> None:
+    assert decode_html(b"<p>ok \xff\xfe\xfa end</p>", "text/html")
