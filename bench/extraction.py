@@ -189,11 +189,15 @@ def report(summaries: list[dict[str, float | int | str]], min_chars: int, as_jso
     if as_json:
         print(json.dumps({"min_chars": min_chars, "results": summaries}))
         return
-    print(f"{'extractor':<8} {'pages':>5} {'empty':>5} {'precision':>9} {'recall':>7} "
-          f"{'F1':>7} {'pages/s':>8}")
+    print(
+        f"{'extractor':<8} {'pages':>5} {'empty':>5} {'precision':>9} {'recall':>7} "
+        f"{'F1':>7} {'pages/s':>8}"
+    )
     for s in summaries:
-        print(f"{s['extractor']:<8} {s['pages']:>5} {s['empty']:>5} {s['precision']:>9.4f} "
-              f"{s['recall']:>7.4f} {s['f1']:>7.4f} {s['pages_per_s']:>8.1f}")
+        print(
+            f"{s['extractor']:<8} {s['pages']:>5} {s['empty']:>5} {s['precision']:>9.4f} "
+            f"{s['recall']:>7.4f} {s['f1']:>7.4f} {s['pages_per_s']:>8.1f}"
+        )
     print(f"(ours = page_document(min_chars={min_chars}); plain = trafilatura.extract defaults)")
 
 

@@ -36,6 +36,7 @@ TEST_SETTINGS = dict(
     visibility_timeout_s=20.0,
     soft_shutdown_timeout_s=5.0,
     poll_interval_s=3600.0,
+    min_poll_interval_s=1.0,
     sweep_interval_s=1.0,
     io_concurrency=8,
     cpu_concurrency=2,

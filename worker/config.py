@@ -44,7 +44,9 @@ class Settings(BaseSettings):
 
     # Fetching
     allow_private_hosts: bool = False
-    user_agent: str = "newswire/0.1 (+https://github.com/newswire/newswire)"
+    user_agent: str | None = None  # default: newswire/<version> (+<contact_url>)
+    contact_url: str = "https://github.com/newswire/newswire"
+    respect_robots_txt: bool = True
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
     fetch_deadline_s: float = 30.0
@@ -55,12 +57,16 @@ class Settings(BaseSettings):
     # Politeness, shared by all workers through Redis
     host_concurrency: int = 2
     host_delay_s: float = 1.0
+    host_wait_s: float = 5.0  # longest in-thread wait for a host slot before deferring
 
     # Polling
     feeds_file: Path | None = Path("config/feeds.yaml")
     poll_interval_s: float = 900.0
     min_poll_interval_s: float = 60.0
     max_poll_interval_s: float = 86_400.0
+    max_backoff_s: float = 7 * 86_400.0
+    unconditional_poll_every: int = 20  # every Nth poll ignores ETag/Last-Modified
+    redirects_before_move: int = 3  # polls that must see the same 301/308 to move a feed
     poll_lease_s: float = 300.0
     scheduler_tick_s: float = 1.0
     scheduler_batch: int = 500
@@ -104,6 +110,12 @@ class Settings(BaseSettings):
         if self.running_lease_s <= self.fetch_deadline_s:
             raise ValueError("running_lease_s must exceed fetch_deadline_s")
         return self
+
+    @property
+    def effective_user_agent(self) -> str:
+        from worker import __version__
+
+        return self.user_agent or f"newswire/{__version__} (+{self.contact_url})"
 
     @property
     def effective_broker_url(self) -> str | None:

@@ -6,7 +6,10 @@
                               http_429, http_5xx: retried with backoff
     - PermanentFetchError     blocked_address, unsupported_scheme, invalid_url,
                               too_many_redirects, redirect_loop, body_too_large,
-                              bad_content_type, empty_body, http_4xx (http_404, http_410...)
+                              bad_content_type, empty_body, robots_disallowed,
+                              http_4xx (http_404, http_410...)
+    - HostBusy                host_busy: the host's politeness budget is spent; try later
+                              (not a failure of the feed or entry: no attempt is counted)
   + FeedError                 not_a_feed: the body is not a feed we can read
   + ExtractionError           no_content: neither page nor feed gave text
 
@@ -22,10 +25,13 @@ class NewswireError(Exception):
 
     transient: bool = False
 
-    def __init__(self, reason: str, url: str = "", detail: str = "") -> None:
+    def __init__(
+        self, reason: str, url: str = "", detail: str = "", retry_after: float | None = None
+    ) -> None:
         self.reason = reason
         self.url = url
         self.detail = detail
+        self.retry_after = retry_after  # seconds the server asked us to wait, if it did
         super().__init__(f"{reason}: {detail or url}")
 
 
@@ -43,6 +49,10 @@ class PermanentFetchError(FetchError):
     """Retrying the same request will fail the same way."""
 
 
+class HostBusy(TransientFetchError):
+    """The host already has its share of our requests in flight or too recently."""
+
+
 class FeedError(NewswireError):
     """The response is not a feed we can parse."""
 
@@ -51,9 +61,19 @@ class ExtractionError(NewswireError):
     """No article text could be produced."""
 
 
-def http_status_error(status: int, url: str) -> FetchError:
+def http_status_error(status: int, url: str, retry_after: float | None = None) -> FetchError:
     """Map an unexpected HTTP status to the error class and reason that describe it."""
     reason = f"http_{status}"
-    if status == 429 or status >= 500:
-        return TransientFetchError(reason, url, f"HTTP {status}")
-    return PermanentFetchError(reason, url, f"HTTP {status}")
+    if status in (408, 425, 429) or status >= 500:
+        return TransientFetchError(reason, url, f"HTTP {status}", retry_after)
+    return PermanentFetchError(reason, url, f"HTTP {status}", retry_after)
+
+
+# Feed polls count failures with these weights: a 403/404/429 is often temporary
+# misconfiguration or rate limiting, so it backs off less than a hard failure.
+SOFT_REASONS = frozenset({"http_403", "http_404", "http_429", "host_busy"})
+
+
+def failure_weight(reason: str) -> float:
+    """How much one failure of this kind adds to a feed's error score."""
+    return 0.5 if reason in SOFT_REASONS else 1.0

@@ -86,6 +86,10 @@ class Keys:
         """STRING: earliest time (ms) the next request to one host may start."""
         return f"{self.key_prefix}:host:{host}:next"
 
+    def robots(self, origin: str) -> str:
+        """STRING with TTL: the robots.txt of an origin ("" = no restrictions)."""
+        return f"{self.key_prefix}:robots:{origin}"
+
     @property
     def allowed_origins(self) -> str:
         """SET of "host:port" private origins an operator allowed (the replay fixture server)."""

@@ -88,14 +88,24 @@ class Ledger:
         record.pop("entry", None)
         return dict(record)
 
-    def retry_later(self, entry_id: str, attempt: int, base_s: float = 10.0) -> float:
+    def retry_later(
+        self, entry_id: str, attempt: int, at_least_s: float | None = None, base_s: float = 10.0
+    ) -> float:
         """Schedule a transient failure for another try; the sweeper re-enqueues it then."""
         delay = min(base_s * 2 ** max(attempt - 1, 0), 600.0) * random.uniform(0.75, 1.25)
+        return self._wait(entry_id, max(delay, at_least_s or 0.0))
+
+    def defer(self, entry_id: str, stage: str, seconds: float) -> float:
+        """Put an entry back for later without counting the attempt (host budget spent)."""
+        self._client.hincrby(self._keys.entry(entry_id), f"attempts_{stage}", -1)
+        return self._wait(entry_id, seconds * random.uniform(1.0, 1.5))
+
+    def _wait(self, entry_id: str, seconds: float) -> float:
         pipe = self._client.pipeline(transaction=True)
         pipe.hset(self._keys.entry(entry_id), "state", "retry_wait")
-        pipe.zadd(self._keys.inflight, {entry_id: time.time() + delay})
+        pipe.zadd(self._keys.inflight, {entry_id: time.time() + seconds})
         pipe.execute()
-        return delay
+        return seconds
 
     def expired(self, limit: int = 1000) -> list[str]:
         """Take entries whose lease expired, each given a fresh queued lease (sweeper)."""

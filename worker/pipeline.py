@@ -11,7 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from worker.errors import ExtractionError, FetchError, NewswireError
+from worker.errors import ExtractionError, FetchError, HostBusy, NewswireError
 from worker.extract.document import article_document
 from worker.fetch.page import fetch_page
 from worker.model import FeedEntry, utc_iso
@@ -42,10 +42,15 @@ def fetch_stage(rt: Runtime, entry_id: str) -> StageResult:
         return _give_up(rt, entry, int(start.detail))
     attempt = int(start.detail)
     try:
+        if rt.settings.respect_robots_txt:
+            rt.robots.check(entry.url)
         page = fetch_page(rt.fetcher, entry.url, rt.page_limits)
+    except HostBusy as exc:
+        rt.ledger.defer(entry_id, "fetch", exc.retry_after or rt.settings.host_delay_s or 1.0)
+        return StageResult("retry", exc.reason)
     except FetchError as exc:
         if exc.transient and attempt < rt.settings.max_attempts:
-            delay = rt.ledger.retry_later(entry_id, attempt)
+            delay = rt.ledger.retry_later(entry_id, attempt, exc.retry_after)
             log.info("fetch of %s failed (%s), retry in %.0fs", entry.url, exc.reason, delay)
             return StageResult("retry", exc.reason)
         return _fail(rt, entry, exc, attempt)

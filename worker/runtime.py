@@ -11,6 +11,8 @@ from worker.feeds.registry import Registry
 from worker.feeds.schedule import PollPolicy
 from worker.fetch.client import Fetcher
 from worker.fetch.limits import FetchLimits
+from worker.fetch.politeness import HostGate, Politeness
+from worker.fetch.robots import Robots
 from worker.keys import Keys
 from worker.ledger import Leases, Ledger
 from worker.publish.stream import Publisher, Retention
@@ -31,6 +33,7 @@ class Runtime:
     page_limits: FetchLimits
     feed_limits: FetchLimits
     _fetcher: Fetcher | None = None
+    _robots: Robots | None = None
 
     @classmethod
     def build(cls, settings: Settings, redis_url: str) -> Runtime:
@@ -60,13 +63,31 @@ class Runtime:
     def fetcher(self) -> Fetcher:
         """The HTTP client, created on first use (after a prefork child is forked)."""
         if self._fetcher is None:
+            gate = HostGate(
+                self.client,
+                self.keys,
+                Politeness(
+                    self.settings.host_concurrency,
+                    self.settings.host_delay_s,
+                    slot_ttl_s=self.settings.fetch_deadline_s * 4,
+                    max_wait_s=self.settings.host_wait_s,
+                ),
+            )
             self._fetcher = Fetcher(
-                self.settings.user_agent,
+                self.settings.effective_user_agent,
                 allow_private=self.settings.allow_private_hosts,
+                gate=gate,
                 max_connections=max(self.settings.io_concurrency * 2, 10),
                 origin_allowed=self.origin_allowed,
             )
         return self._fetcher
+
+    @property
+    def robots(self) -> Robots:
+        """robots.txt checks for article fetches (shares the fetcher and its politeness)."""
+        if self._robots is None:
+            self._robots = Robots(self.client, self.keys, self.fetcher)
+        return self._robots
 
     def origin_allowed(self, host: str, port: int) -> bool:
         """Whether an operator allowed this private origin (``allow_origin``)."""

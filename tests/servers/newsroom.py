@@ -38,6 +38,7 @@ class Newsroom:
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Route] = {}
+        self.fallback: Callable[[str], Route | None] | None = None  # gets path and query
         self.hits: list[Hit] = []
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -89,8 +90,11 @@ class Newsroom:
                     )
                     room.in_flight += 1
                     room.max_in_flight = max(room.max_in_flight, room.in_flight)
+                route = room.routes.get(path)
+                if route is None and room.fallback is not None:
+                    route = room.fallback(self.path)  # with the query: pages differ by it
                 try:
-                    self._serve(room.routes.get(path))
+                    self._serve(route)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:

@@ -20,11 +20,24 @@ from urllib.parse import urljoin
 import feedparser
 import lxml.html
 from feedparser.datetimes import _parse_date
+from lxml import etree
 
 from worker.errors import FeedError
 
 _DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*(\[.*?\])?\s*>", re.I | re.S)
 _ENTITY_DECL = re.compile(rb"<!ENTITY[^>]*>", re.I | re.S)
+_SITEMAP_ROOT = re.compile(rb"<(?:\w+:)?(?:urlset|sitemapindex)[\s>]")
+_SKIP_HOURS = re.compile(rb"<skipHours>(.*?)</skipHours>", re.S | re.I)
+_SKIP_DAYS = re.compile(rb"<skipDays>(.*?)</skipDays>", re.S | re.I)
+_DAYS = {
+    "monday": 0,
+    "tuesday": 1,
+    "wednesday": 2,
+    "thursday": 3,
+    "friday": 4,
+    "saturday": 5,
+    "sunday": 6,
+}
 _BLOCK_TAGS = re.compile(r"(?i)<\s*(br|/p|/div|/li|/h[1-6]|/blockquote|/tr)\b[^>]*>")
 
 
@@ -41,6 +54,7 @@ class FeedItem:
     updated: str | None = None
     tags: list[str] = field(default_factory=list)
     image: str | None = None
+    language: str | None = None
 
 
 @dataclass
@@ -50,14 +64,22 @@ class ParsedFeed:
     title: str = ""
     language: str | None = None
     items: list[FeedItem] = field(default_factory=list)
+    kind: str = "rss"  # rss | atom | json | sitemap
     ttl_minutes: int | None = None
+    update_period: str | None = None  # sy:updatePeriod
+    update_frequency: str | None = None  # sy:updateFrequency
+    skip_hours: frozenset[int] = field(default_factory=frozenset)
+    skip_days: frozenset[int] = field(default_factory=frozenset)
+    children: list[str] = field(default_factory=list)  # sitemaps listed by a sitemap index
 
 
 def parse_feed(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed:
     """Parse a fetched feed body; raise FeedError('not_a_feed') if it is not one."""
-    stripped = body.lstrip()
+    stripped = body.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped.startswith(b"{") or "json" in headers.get("content-type", ""):
         return parse_json_feed(body, url)
+    if _SITEMAP_ROOT.search(stripped[:4096]):
+        return parse_sitemap(body, url)
     return parse_xml_feed(body, url, headers)
 
 
@@ -73,13 +95,77 @@ def parse_xml_feed(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed
         problem = parsed.get("bozo_exception")
         raise FeedError("not_a_feed", url, str(problem) if problem else "no feed found in body")
     feed = parsed.feed
-    ttl = feed.get("ttl")
+    ttl = str(feed.get("ttl") or "").strip()
+    head = body[: body.find(b"<item") if b"<item" in body else 65_536]
     return ParsedFeed(
         title=_plain(feed.get("title", "")),
         language=(feed.get("language") or None),
         items=[_xml_item(entry, url) for entry in parsed.entries],
-        ttl_minutes=int(ttl) if str(ttl or "").isdigit() else None,
+        kind="atom" if str(parsed.get("version", "")).startswith("atom") else "rss",
+        ttl_minutes=int(ttl) if ttl.isdigit() else None,
+        update_period=feed.get("sy_updateperiod"),
+        update_frequency=feed.get("sy_updatefrequency"),
+        skip_hours=_skip_hours(head),
+        skip_days=_skip_days(head),
     )
+
+
+def _skip_hours(head: bytes) -> frozenset[int]:
+    # feedparser keeps only the last <hour> of <skipHours>, so read them ourselves
+    block = _SKIP_HOURS.search(head)
+    hours = re.findall(rb"<hour>\s*(\d{1,2})\s*</hour>", block.group(1)) if block else []
+    return frozenset(int(h) % 24 for h in hours)
+
+
+def _skip_days(head: bytes) -> frozenset[int]:
+    block = _SKIP_DAYS.search(head)
+    days = re.findall(rb"<day>\s*(\w+)\s*</day>", block.group(1)) if block else []
+    return frozenset(_DAYS[d.decode().lower()] for d in days if d.decode().lower() in _DAYS)
+
+
+def parse_sitemap(body: bytes, url: str) -> ParsedFeed:
+    """A sitemap (news or plain) as a feed; a sitemap index lists child sitemaps."""
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, recover=True, huge_tree=False
+    )
+    try:
+        root = etree.fromstring(body, parser)
+    except etree.XMLSyntaxError as exc:
+        raise FeedError("not_a_feed", url, f"broken sitemap: {exc}") from None
+    if root is None:
+        raise FeedError("not_a_feed", url, "empty sitemap")
+    if _local(root) == "sitemapindex":
+        locs = [_text(node, "loc") for node in root if _local(node) == "sitemap"]
+        return ParsedFeed(kind="sitemap", children=[urljoin(url, loc) for loc in locs if loc])
+    items = [_sitemap_item(node, url) for node in root if _local(node) == "url"]
+    return ParsedFeed(kind="sitemap", items=[i for i in items if i.link])
+
+
+def _sitemap_item(node: Any, base: str) -> FeedItem:
+    news = next((n for n in node.iter() if _local(n) == "news"), None)
+    title = _text(news, "title") if news is not None else ""
+    date = (_text(news, "publication_date") if news is not None else "") or _text(node, "lastmod")
+    keywords = _text(news, "keywords") if news is not None else ""
+    language = _text(news, "language") if news is not None else ""
+    return FeedItem(
+        link=urljoin(base, _text(node, "loc")) if _text(node, "loc") else "",
+        title=title,
+        published=_iso_text(date),
+        tags=[k.strip() for k in keywords.split(",") if k.strip()],
+        language=language or None,
+    )
+
+
+def _local(node: Any) -> str:
+    """Local name of an element ("" for comments and processing instructions)."""
+    return etree.QName(node).localname if isinstance(node.tag, str) else ""
+
+
+def _text(node: Any, name: str) -> str:
+    for child in node.iter():
+        if _local(child) == name and child.text:
+            return str(child.text).strip()
+    return ""
 
 
 def _xml_item(entry: Any, base: str) -> FeedItem:
@@ -112,7 +198,9 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
     if not isinstance(data, dict) or "jsonfeed.org/version" not in str(data.get("version", "")):
         raise FeedError("not_a_feed", url, "JSON without a jsonfeed.org version")
     items = [_json_item(item, url) for item in data.get("items", []) if isinstance(item, dict)]
-    return ParsedFeed(title=str(data.get("title", "")), language=data.get("language"), items=items)
+    return ParsedFeed(
+        title=str(data.get("title", "")), language=data.get("language"), items=items, kind="json"
+    )
 
 
 def _json_item(item: dict[str, Any], base: str) -> FeedItem:

@@ -1,4 +1,10 @@
-"""Poll one feed: conditional GET, parse, claim new entries, record the outcome."""
+"""Poll one feed: conditional GET, parse, claim new entries, record the outcome.
+
+Outcomes, each recorded on the feed: not modified (304, or the same body as last time:
+no parse), ok (entries claimed), deferred (the host's politeness budget is spent: not a
+failure), error (backoff by a weighted error score; soft errors count half), disabled
+(410 Gone, reason kept; `newswire feeds enable` undoes it).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +13,38 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from worker.dedup.canonical import url_id
-from worker.errors import FeedError, FetchError, NewswireError
+from worker.errors import FeedError, FetchError, HostBusy, NewswireError, failure_weight
 from worker.feeds.parse import FeedItem, ParsedFeed, parse_feed
 from worker.feeds.registry import FeedRecord
-from worker.feeds.schedule import backoff_interval, begin_poll, next_interval
+from worker.feeds.schedule import (
+    FeedHints,
+    backoff_interval,
+    begin_poll,
+    next_interval,
+    skip_until,
+    sy_period,
+    update_rate,
+)
+from worker.fetch.client import Response
 from worker.fetch.guard import check_url
+from worker.fetch.headers import freshness
 from worker.model import FeedEntry, utc_iso
 from worker.publish.schema import deadletter_message
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 Enqueue = Callable[[list[str]], None]
+PERMANENT_REDIRECTS = frozenset({301, 308})
 
 
 @dataclass(frozen=True)
 class PollResult:
     """What one poll did."""
 
-    status: str  # skipped | not_modified | ok | error
+    status: str  # skipped | not_modified | unchanged | ok | deferred | error | disabled
     entries: int = 0
     new: int = 0
     reason: str = ""
@@ -52,21 +70,13 @@ def to_entries(feed: FeedRecord, parsed: ParsedFeed) -> tuple[list[FeedEntry], i
             continue
         entries.append(
             FeedEntry(
-                entry_id=entry_id_for(feed.feed_id, item),
-                feed_id=feed.feed_id,
-                feed_url=feed.url,
-                url=item.link,
-                guid=item.guid,
-                title=item.title,
-                summary=item.summary,
-                authors=item.authors,
-                published=item.published,
-                updated=item.updated,
-                tags=list(dict.fromkeys([*item.tags, *feed.tags])),
-                image=item.image,
-                language=parsed.language,
+                entry_id=entry_id_for(feed.feed_id, item), feed_id=feed.feed_id,
+                feed_url=feed.url, url=item.link, guid=item.guid, title=item.title,
+                summary=item.summary, authors=item.authors, published=item.published,
+                updated=item.updated, tags=list(dict.fromkeys([*item.tags, *feed.tags])),
+                image=item.image, language=item.language or parsed.language,
             )
-        )
+        )  # fmt: skip
     return entries, skipped
 
 
@@ -79,28 +89,44 @@ def poll_feed(rt: Runtime, feed_id: str, token: str, enqueue: Enqueue) -> PollRe
         return PollResult("skipped")
     started = time.time()
     try:
-        response = rt.fetcher.get(feed.url, rt.feed_limits, headers=_validators(feed))
-        if response.status == 304:
-            _record_success(rt, feed, started, None, 0, 0, {})
-            return PollResult("not_modified")
+        response = rt.fetcher.get(feed.url, rt.feed_limits, headers=_request_headers(rt, feed))
+    except HostBusy as exc:
+        rt.registry.update(feed_id, next_poll=started + (exc.retry_after or 5.0))
+        return PollResult("deferred", reason=exc.reason)
+    except FetchError as exc:
+        return _failed(rt, feed, started, exc)
+    redirect = _track_redirects(rt, feed, response)
+    digest = hashlib.sha256(response.body).hexdigest()[:32]
+    if response.status == 304 or digest == feed.body_hash:
+        kind = "not_modified" if response.status == 304 else "unchanged"
+        extra = {kind: getattr(feed, kind) + 1, **redirect}
+        _succeeded(rt, feed, started, response, None, 0, 0, extra)
+        return PollResult(kind)
+    try:
         parsed = parse_feed(response.body, response.url, response.headers)
-    except (FetchError, FeedError) as exc:
-        _record_failure(rt, feed, started, exc)
-        return PollResult("error", reason=exc.reason)
+    except FeedError as exc:
+        return _failed(rt, feed, started, exc)
+    for child in parsed.children:  # a sitemap index: each sitemap becomes a source
+        rt.registry.add(child, tags=feed.tags)
     entries, skipped = to_entries(feed, parsed)
     new_ids = rt.ledger.claim(feed_id, entries)
     enqueue(new_ids)
-    _record_success(
-        rt, feed, started, parsed, len(entries), len(new_ids), response.headers, skipped=skipped
-    )
+    extra = {"body_hash": digest, "parsed": feed.parsed + 1, "kind": parsed.kind,
+             "entries_skipped": feed.entries_skipped + skipped, **redirect}  # fmt: skip
+    _succeeded(rt, feed, started, response, parsed, len(entries), len(new_ids), extra)
     return PollResult("ok", len(entries), len(new_ids))
 
 
-def _validators(feed: FeedRecord) -> dict[str, str]:
+def _request_headers(rt: Runtime, feed: FeedRecord) -> dict[str, str]:
     headers = {
         "Accept": "application/rss+xml, application/atom+xml, application/feed+json, "
         "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
     }
+    # Validators sometimes lie (the same ETag for a changed feed): now and then, ask
+    # without them; the body hash still spares the parse when nothing changed.
+    every = rt.settings.unconditional_poll_every
+    if every and feed.polls % every == every - 1:
+        return headers
     if feed.etag:
         headers["If-None-Match"] = feed.etag
     if feed.last_modified:
@@ -108,64 +134,79 @@ def _validators(feed: FeedRecord) -> dict[str, str]:
     return headers
 
 
-def _record_success(
+def _track_redirects(rt: Runtime, feed: FeedRecord, response: Response) -> dict[str, Any]:
+    """Count polls that saw the same permanent redirect; move the feed once it is steady."""
+    if not response.redirects or response.redirects[0][0] not in PERMANENT_REDIRECTS:
+        return {"redirect_to": "", "redirect_seen": 0}
+    permanent = all(status in PERMANENT_REDIRECTS for status, _ in response.redirects)
+    target = response.redirects[-1][1] if permanent else response.redirects[0][1]
+    seen = feed.redirect_seen + 1 if target == feed.redirect_to else 1
+    if seen >= rt.settings.redirects_before_move and rt.registry.move(feed.feed_id, target):
+        log.info("feed %s moved permanently to %s", feed.url, target)
+        return {}
+    return {"redirect_to": target, "redirect_seen": seen}
+
+
+def _succeeded(
     rt: Runtime,
     feed: FeedRecord,
     started: float,
+    response: Response,
     parsed: ParsedFeed | None,
     seen: int,
     new: int,
-    headers: dict[str, str],
-    skipped: int = 0,
+    extra: dict[str, Any],
 ) -> None:
-    fields: dict[str, object] = {
-        "status": "ok",
-        "last_polled": started,
-        "last_success": started,
-        "consecutive_failures": 0,
-        "polls": feed.polls + 1,
-        "entries_seen": feed.entries_seen + seen,
-        "entries_new": feed.entries_new + new,
-    }
+    fields: dict[str, Any] = {
+        "status": "ok", "last_polled": started, "last_success": started,
+        "consecutive_failures": 0, "error_score": 0.0, "polls": feed.polls + 1,
+        "entries_seen": feed.entries_seen + seen, "entries_new": feed.entries_new + new,
+        "etag": response.headers.get("etag", feed.etag),
+        "last_modified": response.headers.get("last-modified", feed.last_modified), **extra,
+    }  # fmt: skip
+    if parsed is not None:
+        fields["title"] = parsed.title or feed.title
+    elapsed = started - feed.last_success if feed.last_success else None
+    rate = update_rate(feed.rate, new, elapsed if feed.parsed else None)
+    hints = _hints(parsed, response.headers)
+    interval = next_interval(rt.policy, feed.interval_s, rate, feed.current_interval_s, hints)
+    fields.update(rate=rate, current_interval_s=round(interval, 1))
+    rt.registry.update(feed.feed_id, next_poll=skip_until(started + interval, hints), **fields)
+    log.info("polled %s: %d entries, %d new, next in %.0fs", feed.url, seen, new, interval)
+
+
+def _hints(parsed: ParsedFeed | None, headers: dict[str, str]) -> FeedHints:
     if parsed is None:
-        fields["not_modified"] = feed.not_modified + 1
-    else:
-        fields.update(
-            etag=headers.get("etag", ""),
-            last_modified=headers.get("last-modified", ""),
-            title=parsed.title or feed.title,
-            parsed=feed.parsed + 1,
-            entries_skipped=feed.entries_skipped + skipped,
-        )
-    ttl = parsed.ttl_minutes if parsed else None
-    next_poll = started + next_interval(rt.policy, feed.interval_s, ttl)
-    rt.registry.update(feed.feed_id, next_poll=next_poll, **fields)
-    log.info("polled %s: %d entries, %d new", feed.url, seen, new)
-
-
-def _record_failure(rt: Runtime, feed: FeedRecord, started: float, exc: NewswireError) -> None:
-    failures = feed.consecutive_failures + 1
-    next_poll = started + backoff_interval(rt.policy, feed.interval_s, failures)
-    rt.registry.update(
-        feed.feed_id,
-        next_poll=next_poll,
-        status="error",
-        last_polled=started,
-        last_error=f"{exc.reason}: {exc.detail}"[:500],
-        last_error_at=started,
-        consecutive_failures=failures,
-        polls=feed.polls + 1,
+        return FeedHints(fresh_for_s=freshness(headers))
+    return FeedHints(
+        ttl_s=parsed.ttl_minutes * 60.0 if parsed.ttl_minutes else None,
+        update_period_s=sy_period(parsed.update_period, parsed.update_frequency),
+        fresh_for_s=freshness(headers),
+        skip_hours=parsed.skip_hours,
+        skip_days=parsed.skip_days,
     )
+
+
+def _failed(rt: Runtime, feed: FeedRecord, started: float, exc: NewswireError) -> PollResult:
+    failures = feed.consecutive_failures + 1
+    fields: dict[str, Any] = {
+        "status": "error", "last_polled": started, "polls": feed.polls + 1,
+        "last_error": f"{exc.reason}: {exc.detail}"[:500], "last_error_at": started,
+        "consecutive_failures": failures,
+        "error_score": feed.error_score + failure_weight(exc.reason),
+    }  # fmt: skip
+    if exc.reason == "http_410":
+        fields.update(status="disabled", disabled_reason=f"410 Gone at {utc_iso(started)}")
+        rt.registry.update(feed.feed_id, **fields)
+        rt.client.zrem(rt.keys.feeds_due, feed.feed_id)
+    else:
+        delay = backoff_interval(rt.policy, feed.interval_s, fields["error_score"], exc.retry_after)
+        rt.registry.update(feed.feed_id, next_poll=started + delay, **fields)
     rt.publisher.feed_failure(
         deadletter_message(
-            kind="feed",
-            reason=exc.reason,
-            detail=exc.detail,
-            url=feed.url,
-            feed_url=feed.url,
-            failed_at=utc_iso(started),
-            transient=exc.transient,
-            attempts=failures,
+            kind="feed", reason=exc.reason, detail=exc.detail, url=feed.url, feed_url=feed.url,
+            failed_at=utc_iso(started), transient=exc.transient, attempts=failures,
         )
-    )
+    )  # fmt: skip
     log.warning("poll of %s failed (%s): %s", feed.url, exc.reason, exc.detail)
+    return PollResult(fields["status"], reason=exc.reason)

@@ -28,22 +28,31 @@ class FeedRecord:
     url: str
     title: str = ""
     status: str = "new"  # new | ok | error | disabled
+    kind: str = ""  # rss | atom | json | sitemap (as last parsed)
     tags: list[str] = field(default_factory=list)
-    interval_s: float | None = None  # fixed poll interval; None = the configured default
+    interval_s: float | None = None  # fixed poll interval; None = adaptive
+    current_interval_s: float | None = None  # the interval chosen after the last poll
+    rate: float | None = None  # estimated new entries per second
     added_at: float = 0.0
     last_polled: float | None = None
     last_success: float | None = None
     last_error: str = ""
     last_error_at: float | None = None
     consecutive_failures: int = 0
+    error_score: float = 0.0  # failures weighted (soft errors count half)
+    disabled_reason: str = ""
+    redirect_to: str = ""  # target of the permanent redirects seen lately
+    redirect_seen: int = 0  # consecutive polls that saw it
     etag: str = ""
     last_modified: str = ""
+    body_hash: str = ""
     entries_seen: int = 0
     entries_new: int = 0
     entries_skipped: int = 0  # items without a usable http(s) link
     polls: int = 0
     parsed: int = 0  # polls whose body was parsed (not 304, not unchanged)
-    not_modified: int = 0
+    not_modified: int = 0  # 304 answers
+    unchanged: int = 0  # 200 answers with the same body as last time (validators ignored)
     next_poll: float | None = None
 
     def to_redis(self) -> dict[str, str]:
@@ -129,6 +138,46 @@ class Registry:
         if next_poll is not None:
             pipe.zadd(self._keys.feeds_due, {feed_id: next_poll})
         pipe.execute()
+
+    def move(self, feed_id: str, new_url: str) -> bool:
+        """Point a feed at its new address (after consistent permanent redirects).
+
+        If the new address is already a registered feed, this one is removed instead:
+        the other record carries on polling it.
+        """
+        record = self.get(feed_id)
+        if record is None:
+            return False
+        other = self._client.hget(self._keys.feed_urls, canonical_url(new_url))
+        if other and other != feed_id:
+            self.remove(feed_id)
+            return False
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hdel(self._keys.feed_urls, canonical_url(record.url))
+        pipe.hset(self._keys.feed_urls, canonical_url(new_url), feed_id)
+        fields = {"url": new_url, "redirect_to": "", "redirect_seen": 0}
+        pipe.hset(self._keys.feed(feed_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+        pipe.execute()
+        return True
+
+    def set_enabled(self, url_or_id: str, enabled: bool, reason: str = "") -> FeedRecord | None:
+        """Disable a feed (kept, with its reason) or enable it again (due at once)."""
+        record = self.find(url_or_id)
+        if record is None:
+            return None
+        if enabled:
+            self.update(
+                record.feed_id,
+                next_poll=time.time(),
+                status="new",
+                disabled_reason="",
+                consecutive_failures=0,
+                error_score=0.0,
+            )
+        else:
+            self.update(record.feed_id, status="disabled", disabled_reason=reason)
+            self._client.zrem(self._keys.feeds_due, record.feed_id)
+        return self.get(record.feed_id)
 
     def poll_now(self, feed_id: str) -> None:
         """Make a feed due immediately."""

@@ -22,6 +22,7 @@ from worker.errors import (
 )
 from worker.fetch.decode import ACCEPT_ENCODING, BoundedDecoder, read_capped
 from worker.fetch.guard import allowed_addresses, check_url
+from worker.fetch.headers import retry_after
 from worker.fetch.limits import FetchLimits
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -222,7 +223,11 @@ class Fetcher:
         if status == 304:
             return Response(url, status, headers, b"")
         if not 200 <= status < 300:
-            raise http_status_error(status, url)
+            wait = retry_after(headers.get("retry-after"))
+            defer = getattr(self._gate, "defer", None)
+            if wait and status in (429, 503) and defer is not None:
+                defer(httpx.URL(url).host, min(wait, 86_400.0))  # every worker backs off
+            raise http_status_error(status, url, wait)
         if accept is not None:
             accept(headers.get("content-type", ""), url)
         decoder = BoundedDecoder(headers.get("content-encoding", ""), limits.max_bytes, url)

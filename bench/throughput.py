@@ -1,0 +1,618 @@
+"""End-to-end throughput of the running pipeline, against the extraction limit of the machine.
+
+What is measured, in one run:
+
+1. Pipeline rate. A private embedded valkey (``EmbeddedServer``, temp dir), real worker
+   processes (``WorkerProcesses``: an io worker with a thread pool, a cpu worker with a
+   prefork pool of ``cores`` processes), and a loopback HTTP server in its own process
+   (asyncio, pages pre-loaded in memory, optional per-page delay). The aeb corpus pages
+   (``../shared/corpus/aeb``) are served under ``--feeds`` RSS feeds; a page is served
+   under several URLs when more articles than pages are asked for. Identical text under
+   two URLs would end as an exact duplicate (``news:duplicates``), so every copy gets a
+   unique marker sentence inserted at the end of a paragraph (a long ``<p>``, else the
+   end of a long line of the extracted text found verbatim in the HTML); a probe
+   extraction checks, page by page, that the marker survives trafilatura (pages where no
+   position survives keep their text, and their extra copies end as duplicates). The
+   clock runs from the first ``request_poll`` to the moment every entry has ended (the
+   stats hash: published + duplicates + unchanged + failed == entries) and the pipeline
+   is drained (inflight ZSET and both queues empty). Printed: entries/s and published
+   articles/s (entries/s counts every ended entry; both are equal when all publish).
+2. Physical limit. After the pipeline is stopped, this process runs the call the cpu
+   workers make, ``worker.extract.article.extract_page`` (trafilatura text + metadata),
+   on the same served pages (decoded by ``decode_html`` beforehand, untimed), one page
+   after the other: limit = cores x that single-process rate. Also printed: the rate of
+   ``cores`` forked processes running the same list in parallel (what the machine really
+   gives when every core extracts). The ratio is pipeline entries/s over the limit.
+
+Also reported: CPU seconds used during the timed window by the HTTP server process, the
+valkey server, each worker process tree and this process, and by everything else on the
+machine ("others", from /proc/stat: other jobs sharing the cores skew every figure); the
+peak RSS (VmHWM) of every worker process (io, the cpu pool parent, each pool child); the
+outcome counts and whether each published text carries its marker.
+The machine is small and noisy: compare figures of one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gzip
+import itertools
+import json
+import multiprocessing
+import os
+import re
+import resource
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any, cast
+
+import psutil
+
+from worker.celery_app import configure, queue_names
+from worker.config import Settings
+from worker.extract.article import extract_page
+from worker.fetch.decode import decode_html
+from worker.redis import EmbeddedServer
+from worker.replay import request_poll
+from worker.runtime import Runtime
+from worker.service import WorkerProcesses, WorkerSpec
+from worker.tasks import use_runtime
+from worker.workerproc import live_roles
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CONTENT_TYPE = "text/html"  # no charset: decode_html reads <meta> or detects, as for many sites
+PROBE_URL = "http://127.0.0.1/probe.html"
+_PARAGRAPH = re.compile(rb"<p\b[^>]*>(.*?)</p\s*>", re.S | re.I)
+_TAG = re.compile(rb"<[^>]+>")
+_TERMINAL = ("published", "duplicates", "unchanged", "failed")
+
+
+# --- the pages -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BasePage:
+    """One corpus page and where a marker can be inserted so that extraction keeps it."""
+
+    page_id: str
+    raw: bytes
+    anchor: int | None  # byte offset inside a paragraph; None: no position survives
+
+
+@dataclass(frozen=True)
+class Served:
+    """One article URL path, its body, and the marker its text must carry (if any)."""
+
+    path: str
+    body: bytes
+    marker: str | None
+
+
+def marker_for(feed: int, item: int) -> str:
+    return f"nwbench{feed:03d}x{item:04d}"
+
+
+def insert_marker(raw: bytes, anchor: int, marker: str) -> bytes:
+    return raw[:anchor] + f" Newswire benchmark copy {marker}.".encode() + raw[anchor:]
+
+
+def paragraph_anchors(raw: bytes, count: int = 2) -> list[int]:
+    """Offsets just before the ``</p>`` of the ``count`` longest paragraphs."""
+    found = [(len(_TAG.sub(b"", m.group(1)).strip()), m.end(1)) for m in _PARAGRAPH.finditer(raw)]
+    return [offset for _length, offset in sorted(found, reverse=True)[:count]]
+
+
+def text_anchors(raw: bytes, count: int = 6) -> Iterator[int]:
+    """Offsets just after the end of the longest extracted lines, found verbatim in ``raw``."""
+    text = extract_page(decode_html(raw, CONTENT_TYPE), PROBE_URL).text
+    for line in sorted(text.splitlines(), key=len, reverse=True)[:count]:
+        needle = line.strip()[-24:].encode()
+        position = raw.find(needle)
+        if len(needle) >= 12 and position >= 0:
+            yield position + len(needle)
+
+
+def probe_anchor(raw: bytes) -> int | None:
+    """The first candidate position whose marker survives extraction."""
+    for anchor in itertools.chain(paragraph_anchors(raw), text_anchors(raw)):
+        html = decode_html(insert_marker(raw, anchor, "nwbprobe"), CONTENT_TYPE)
+        if "nwbprobe" in extract_page(html, PROBE_URL).text:
+            return anchor
+    return None
+
+
+def load_bases(corpus: Path, count: int) -> list[BasePage]:
+    """The first ``count`` aeb pages (sorted by id), decompressed and probed."""
+    paths = sorted((corpus / "aeb" / "html").glob("*.html.gz"))[:count]
+    bases = []
+    for path in paths:
+        raw = gzip.decompress(path.read_bytes())
+        bases.append(BasePage(path.name.split(".")[0], raw, probe_anchor(raw)))
+    return bases
+
+
+def build_site(bases: list[BasePage], feeds: int, articles: int) -> list[list[Served]]:
+    """Pages per feed: article ``n`` is base page ``n % len(bases)``, marked when possible."""
+    per_feed = -(-articles // feeds)
+    site: list[list[Served]] = []
+    for n in range(articles):
+        feed, item = divmod(n, per_feed)
+        if item == 0:
+            site.append([])
+        base = bases[n % len(bases)]
+        marker = marker_for(feed, item) if base.anchor is not None else None
+        body = base.raw if marker is None else insert_marker(base.raw, base.anchor or 0, marker)
+        site[feed].append(Served(f"/f{feed:03d}/a{item:04d}.html", body, marker))
+    return site
+
+
+def rss(base_url: str, feed: int, pages: list[Served]) -> bytes:
+    items = "".join(
+        f"<item><title>Benchmark article {feed}-{i}</title><link>{base_url}{p.path}</link>"
+        f'<guid isPermaLink="false">nwbench-{feed}-{i}</guid></item>'
+        for i, p in enumerate(pages)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>{escape(f'bench feed {feed}')}</title><link>{base_url}/</link>"
+        f"<description>newswire benchmark</description>{items}</channel></rss>"
+    ).encode()
+
+
+def feed_path(feed: int) -> str:
+    return f"/f{feed:03d}/feed.xml"
+
+
+def routes_for(site: list[list[Served]], base_url: str) -> dict[str, tuple[str, bytes]]:
+    routes = {p.path: (CONTENT_TYPE, p.body) for pages in site for p in pages}
+    for feed, pages in enumerate(site):
+        routes[feed_path(feed)] = ("application/rss+xml", rss(base_url, feed, pages))
+    return routes
+
+
+# --- the loopback HTTP server (its own process) ----------------------------------------
+
+
+async def _respond(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    routes: dict[str, tuple[str, bytes]],
+    delay_s: float,
+) -> None:
+    """HTTP/1.1 keep-alive: GET only, canned bodies, the delay on article pages."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
+            path = target.split("?", 1)[0]
+            content_type, body = routes.get(path, ("text/plain", b""))
+            status = "200 OK" if path in routes else "404 Not Found"
+            if delay_s and path.endswith(".html"):
+                await asyncio.sleep(delay_s)
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, IndexError):
+        pass
+    finally:
+        writer.close()
+
+
+def _serve(sock: socket.socket, routes: dict[str, tuple[str, bytes]], delay_s: float) -> None:
+    async def main() -> None:
+        server = await asyncio.start_server(
+            lambda r, w: _respond(r, w, routes, delay_s), sock=sock, limit=1 << 16
+        )
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+class LoopbackServer:
+    """A listening socket on 127.0.0.1 handed to a forked server process."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.process: multiprocessing.process.BaseProcess | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def start(self, routes: dict[str, tuple[str, bytes]], delay_s: float) -> int:
+        ctx = multiprocessing.get_context("fork")  # routes are inherited, not pickled
+        self.process = ctx.Process(target=_serve, args=(self.sock, routes, delay_s), daemon=True)
+        self.process.start()
+        return int(self.process.pid or 0)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.join(5)
+        self.sock.close()
+
+
+# --- process accounting ----------------------------------------------------------------
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    return []
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of one process, in MiB."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores, idle/iowait excluded)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def wait_quiet(max_wait_s: float, cores_busy: float = 0.15, window_s: float = 3.0) -> bool:
+    """Wait (up to ``max_wait_s``) until the machine is nearly idle; return whether it is."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        before = machine_busy()
+        time.sleep(window_s)
+        if (machine_busy() - before) / window_s < cores_busy:
+            return True
+        if time.monotonic() > deadline:
+            print("warning: the machine is busy with other work", file=sys.stderr)
+            return False
+
+
+@dataclass
+class Accounts:
+    """CPU seconds of our processes over a timed window, and of everything else."""
+
+    groups: dict[str, list[psutil.Process]] = field(default_factory=dict)
+    start: dict[str, float] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "machine": machine_busy(),
+            "bench_process": own.ru_utime + own.ru_stime,
+            **{name: cpu_seconds(procs) for name, procs in self.groups.items()},
+        }
+
+    def begin(self) -> None:
+        self.start = self.snapshot()
+
+    def used(self) -> dict[str, float]:
+        """Per group, plus ``others``: what the rest of the machine used meanwhile."""
+        delta = {k: v - self.start.get(k, 0.0) for k, v in self.snapshot().items()}
+        machine = delta.pop("machine")
+        delta["others"] = max(machine - sum(delta.values()), 0.0)
+        return {k: round(v, 2) for k, v in delta.items()}
+
+
+# --- the pipeline run ------------------------------------------------------------------
+
+
+def bench_settings(redis_url: str, data_dir: Path, args: argparse.Namespace) -> Settings:
+    tag = uuid.uuid4().hex[:6]
+    extra: dict[str, Any] = {"io_concurrency": args.io_concurrency} if args.io_concurrency else {}
+    return Settings(
+        redis_url=redis_url,
+        data_dir=data_dir,
+        key_prefix=f"bench{tag}",
+        stream_prefix=f"bench{tag}:news",
+        allow_private_hosts=True,
+        host_concurrency=64,
+        host_delay_s=0.0,
+        feeds_file=None,
+        seed_on_start=False,
+        cpu_concurrency=args.cores,
+        **extra,
+    )
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """Point fd 2 at ``path`` while workers are spawned (they inherit it for their logs)."""
+    saved = os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def start_workers(rt: Runtime, settings: Settings, log: Path) -> WorkerProcesses:
+    specs = [
+        WorkerSpec("io", "threads", settings.io_concurrency),
+        WorkerSpec("cpu", "prefork", settings.cpu_concurrency),
+    ]
+    procs = WorkerProcesses(settings, specs)
+    with stderr_to(log):
+        procs.start()
+    deadline = time.monotonic() + 90
+    while not {"worker-io", "worker-cpu"} <= live_roles(rt):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"workers did not become ready; see {log}")
+        time.sleep(0.1)
+    return procs
+
+
+def ended(rt: Runtime) -> int:
+    counts = rt.client.hmget(rt.keys.stats, list(_TERMINAL))
+    return sum(int(c or 0) for c in counts)
+
+
+def idle(rt: Runtime) -> bool:
+    queues = queue_names(rt.settings)
+    return rt.client.zcard(rt.keys.inflight) == 0 and all(rt.client.llen(q) == 0 for q in queues)
+
+
+def run_until_done(rt: Runtime, feed_ids: list[str], entries: int, timeout_s: float) -> float:
+    """Poll every feed now; return seconds until all entries ended and the pipeline drained."""
+    started = time.monotonic()
+    for feed_id in feed_ids:
+        request_poll(rt, feed_id)
+    deadline = started + timeout_s
+    while not (ended(rt) >= entries and idle(rt)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{ended(rt)} of {entries} entries ended in {timeout_s:.0f}s")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def stream_entries(rt: Runtime, stream: str) -> list[tuple[str, dict[str, str]]]:
+    """Every entry of a stream (the client decodes responses to str)."""
+    return cast(list[tuple[str, dict[str, str]]], rt.client.xrange(stream, "-", "+"))
+
+
+def outcomes(rt: Runtime, site: list[list[Served]], base_url: str) -> dict[str, Any]:
+    """Outcome counts, dead-letter reasons, and marker checks of published texts."""
+    stats = rt.client.hgetall(rt.keys.stats)
+    expected = {f"{base_url}{p.path}": p.marker for pages in site for p in pages}
+    marked = unmarked = 0
+    for _sid, fields in stream_entries(rt, rt.keys.articles):
+        message = json.loads(fields["data"])
+        marker = expected.get(message["url"])
+        if marker is not None:
+            if marker in message["text"]:
+                marked += 1
+            else:
+                unmarked += 1
+    reasons = Counter(f["reason"] for _sid, f in stream_entries(rt, rt.keys.deadletter))
+    return {
+        **{name: int(stats.get(name, 0)) for name in _TERMINAL},
+        "articles_stream": rt.client.xlen(rt.keys.articles),
+        "duplicates_stream": rt.client.xlen(rt.keys.duplicates),
+        "deadletter_reasons": dict(reasons),
+        "published_with_marker": marked,
+        "published_marker_missing": unmarked,
+    }
+
+
+def register(rt: Runtime, base_url: str, feeds: int) -> list[str]:
+    return [rt.registry.add(f"{base_url}{feed_path(f)}").feed_id for f in range(feeds)]
+
+
+def worker_memory(procs: WorkerProcesses) -> dict[str, float]:
+    peaks: dict[str, float] = {}
+    for role, popen in procs.processes.items():
+        for i, proc in enumerate(tree(popen.pid)):
+            name = role if i == 0 else f"{role}-child{i}"
+            peaks[f"{name} (pid {proc.pid})"] = peak_rss_mb(proc.pid)
+    return peaks
+
+
+def pipeline(args: argparse.Namespace, site: list[list[Served]], workdir: Path) -> dict[str, Any]:
+    """Serve, start valkey and workers, ingest every feed once; return the figures."""
+    http = LoopbackServer()
+    base_url = http.base_url
+    http_pid = http.start(routes_for(site, base_url), args.delay_ms / 1000)
+    redis_server = EmbeddedServer.start(workdir)
+    procs: WorkerProcesses | None = None
+    try:
+        settings = bench_settings(redis_server.url, workdir / "data", args)
+        configure(settings)
+        rt = Runtime.build(settings, redis_server.url)
+        use_runtime(rt)
+        procs = start_workers(rt, settings, workdir / "workers.log")
+        feed_ids = register(rt, base_url, len(site))
+        accounts = Accounts(
+            {
+                "http_server": tree(http_pid),
+                "valkey": tree(redis_server.process.pid),
+                **{f"worker_{role}": tree(p.pid) for role, p in procs.processes.items()},
+            }
+        )
+        accounts.begin()
+        entries = sum(len(pages) for pages in site)
+        elapsed = run_until_done(rt, feed_ids, entries, args.timeout)
+        cpu = accounts.used()
+        figures = {
+            "entries": entries,
+            "base_url": base_url,
+            "elapsed_s": round(elapsed, 2),
+            "entries_per_s": round(entries / elapsed, 2),
+            "io_concurrency": settings.io_concurrency,
+            "cpu_concurrency": settings.cpu_concurrency,
+            "cpu_seconds": cpu,
+            "cpu_available_s": round(elapsed * (os.cpu_count() or 1), 2),
+            "peak_rss_mb": worker_memory(procs),
+            **outcomes(rt, site, base_url),
+        }
+        figures["articles_per_s"] = round(figures["published"] / elapsed, 2)
+        rt.close()
+        return figures
+    finally:
+        if procs is not None:
+            procs.stop(30)
+        redis_server.stop()
+        http.stop()
+
+
+# --- the physical limit ----------------------------------------------------------------
+
+_PAGES: list[tuple[str, str]] = []  # (html, url), inherited by forked pool processes
+
+
+def _extract_one(index: int) -> int:
+    html, url = _PAGES[index]
+    return len(extract_page(html, url).text)
+
+
+def extraction_limit(site: list[list[Served]], base_url: str, cores: int) -> dict[str, Any]:
+    """Single-process extract_page rate on the served pages, and ``cores`` processes' rate."""
+    _PAGES[:] = [
+        (decode_html(p.body, CONTENT_TYPE), f"{base_url}{p.path}") for pages in site for p in pages
+    ]
+    _extract_one(0)  # warm up lazy imports
+    single_cpu = Accounts()
+    single_cpu.begin()
+    started = time.perf_counter()
+    for index in range(len(_PAGES)):
+        _extract_one(index)
+    single = len(_PAGES) / (time.perf_counter() - started)
+    single_used = single_cpu.used()
+    with multiprocessing.get_context("fork").Pool(cores) as pool:
+        pool.map(_extract_one, range(cores))  # warm up every process
+        parallel_cpu = Accounts({"pool": psutil.Process().children()})
+        parallel_cpu.begin()
+        started = time.perf_counter()
+        pool.map(_extract_one, range(len(_PAGES)), chunksize=1)
+        parallel = len(_PAGES) / (time.perf_counter() - started)
+        parallel_used = parallel_cpu.used()
+    return {
+        "single_process_pages_per_s": round(single, 2),
+        "limit_pages_per_s": round(single * cores, 2),
+        "parallel_pages_per_s": round(parallel, 2),
+        "single_cpu_seconds": single_used,
+        "parallel_cpu_seconds": parallel_used,
+    }
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--articles", type=int, default=500)
+    parser.add_argument("--feeds", type=int, default=20)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="per-page response delay")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cpu workers")
+    parser.add_argument("--io-concurrency", type=int, default=None, help="default: settings")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the run")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument(
+        "--wait-quiet", type=float, default=0.0, help="wait up to S seconds for an idle machine"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (worker log)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser.parse_args(argv)
+
+
+def report(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    run, limit = result["pipeline"], result["limit"]
+    print(
+        f"delay {result['delay_ms']:.0f} ms, {run['entries']} entries in {result['feeds']} "
+        f"feeds, io threads {run['io_concurrency']}, cpu processes {run['cpu_concurrency']}"
+    )
+    print(
+        f"pipeline: {run['elapsed_s']} s, {run['entries_per_s']} entries/s, "
+        f"{run['articles_per_s']} published articles/s"
+    )
+    print(
+        "outcomes: "
+        + ", ".join(f"{k} {run[k]}" for k in _TERMINAL)
+        + f"; dead letters {run['deadletter_reasons']}"
+    )
+    print(
+        f"markers: {run['published_with_marker']} published texts carry theirs, "
+        f"{run['published_marker_missing']} do not; {result['unmarkable_pages']} pages unmarked"
+    )
+    print(
+        f"limit: {limit['single_process_pages_per_s']} pages/s one process x {result['cores']}"
+        f" = {limit['limit_pages_per_s']}; {result['cores']} processes measured: "
+        f"{limit['parallel_pages_per_s']}"
+    )
+    print(
+        f"ratio pipeline/limit: {result['ratio']}  (pipeline/measured parallel: "
+        f"{result['ratio_parallel']})"
+    )
+    print(f"cpu seconds in the window ({run['cpu_available_s']} available): {run['cpu_seconds']}")
+    print(
+        f"cpu seconds while measuring the limit: one process {limit['single_cpu_seconds']}; "
+        f"{result['cores']} processes {limit['parallel_cpu_seconds']}"
+    )
+    print(f"peak RSS MiB: {run['peak_rss_mb']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bases = load_bases(args.corpus, min(args.articles, 181))
+    site = build_site(bases, args.feeds, args.articles)
+    workdir = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
+    try:
+        if args.wait_quiet:
+            wait_quiet(args.wait_quiet)
+        run = pipeline(args, site, workdir)
+        if args.wait_quiet:
+            wait_quiet(args.wait_quiet)
+        limit = extraction_limit(site, run["base_url"], args.cores)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result = {
+        "delay_ms": args.delay_ms,
+        "feeds": len(site),
+        "cores": args.cores,
+        "unmarkable_pages": sum(b.anchor is None for b in bases),
+        "pipeline": run,
+        "limit": limit,
+        "ratio": round(run["entries_per_s"] / limit["limit_pages_per_s"], 3),
+        "ratio_parallel": round(run["entries_per_s"] / limit["parallel_pages_per_s"], 3),
+    }
+    report(result, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""robots.txt for article fetches: fetched once per origin, cached in Redis for a day.
+
+RFC 9309 semantics: 4xx means no restrictions; 5xx or an unreachable server means we
+may not crawl yet (a transient error, so the entry is retried later, not dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from urllib.parse import urlsplit
+from urllib.robotparser import RobotFileParser
+
+import redis
+
+from worker.errors import FetchError, PermanentFetchError, TransientFetchError
+from worker.fetch.client import Fetcher
+from worker.fetch.limits import FetchLimits
+from worker.keys import Keys
+
+ROBOTS_LIMITS = FetchLimits(
+    connect_timeout_s=5, read_timeout_s=10, deadline_s=15, max_bytes=512 * 1024, max_redirects=5
+)
+AGENT = "newswire"
+
+
+@lru_cache(maxsize=4096)
+def _parser(text: str, _digest: str) -> RobotFileParser:
+    parser = RobotFileParser()
+    parser.parse(text.splitlines())
+    return parser
+
+
+def robots_allow(text: str, url: str, agent: str = AGENT) -> bool:
+    """Whether ``text`` (a robots.txt) lets ``agent`` fetch ``url``."""
+    if not text.strip():
+        return True
+    return _parser(text, hashlib.sha1(text.encode()).hexdigest()).can_fetch(agent, url)
+
+
+class Robots:
+    """Check article URLs against their site's robots.txt."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, fetcher: Fetcher, ttl_s: int = 86_400):
+        self._client = client
+        self._keys = keys
+        self._fetcher = fetcher
+        self._ttl_s = ttl_s
+
+    def check(self, url: str) -> None:
+        """Raise PermanentFetchError('robots_disallowed') if robots.txt forbids ``url``."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if not robots_allow(self._text(origin), url):
+            raise PermanentFetchError("robots_disallowed", url, f"{origin}/robots.txt")
+
+    def _text(self, origin: str) -> str:
+        key = self._keys.robots(origin)
+        cached = self._client.get(key)
+        if cached is not None:
+            return str(cached)
+        try:
+            response = self._fetcher.get(f"{origin}/robots.txt", ROBOTS_LIMITS)
+            text = response.body.decode("utf-8", errors="replace")
+        except FetchError as exc:
+            status = exc.reason.removeprefix("http_")
+            if not (status.isdigit() and 400 <= int(status) < 500):
+                raise TransientFetchError("robots_unreachable", origin, exc.reason) from None
+            text = ""  # RFC 9309: a 4xx robots.txt means no restrictions
+        self._client.set(key, text, ex=self._ttl_s)
+        return text
