@@ -190,12 +190,34 @@ def feeds() -> None:
 @click.argument("url")
 @click.option("--tag", "tags", multiple=True, help="Tag carried to every article of the feed.")
 @click.option("--interval", type=float, default=None, help="Fixed poll interval in seconds.")
+@click.option(
+    "--discover/--no-discover",
+    default=True,
+    show_default=True,
+    help="If URL is a web page, find the feeds it offers.",
+)
 @click.pass_obj
-def feeds_add(settings: Settings, url: str, tags: tuple[str, ...], interval: float | None) -> None:
-    """Add a feed; it is polled (and backfilled) at once."""
+def feeds_add(
+    settings: Settings, url: str, tags: tuple[str, ...], interval: float | None, discover: bool
+) -> None:
+    """Add a feed (or a site's feeds); each is polled and backfilled at once."""
+    from worker.errors import FetchError
+    from worker.feeds.discover import discover as find_feeds
+
     with runtime_for(settings) as (rt, _handle):
-        record = rt.registry.add(url, list(tags), interval)
-    click.echo(f"{record.feed_id} {record.url}")
+        urls = [url]
+        if discover:
+            try:
+                urls = find_feeds(rt.fetcher, url, rt.feed_limits) or []
+            except FetchError as exc:
+                raise click.ClickException(
+                    f"cannot fetch {url}: {exc.reason} {exc.detail}"
+                ) from None
+            if not urls:
+                raise click.ClickException(f"no feed found at {url} (--no-discover adds it as is)")
+        for found in urls:
+            record = rt.registry.add(found, list(tags), interval)
+            click.echo(f"{record.feed_id} {record.url}")
 
 
 @feeds.command("remove")
@@ -208,6 +230,31 @@ def feeds_remove(settings: Settings, url_or_id: str) -> None:
     if record is None:
         raise click.ClickException(f"no such feed: {url_or_id}")
     click.echo(f"removed {record.feed_id} {record.url}")
+
+
+@feeds.command("enable")
+@click.argument("url_or_id")
+@click.pass_obj
+def feeds_enable(settings: Settings, url_or_id: str) -> None:
+    """Enable a disabled feed again (e.g. after 410 Gone); it is polled at once."""
+    with runtime_for(settings) as (rt, _handle):
+        record = rt.registry.set_enabled(url_or_id, True)
+    if record is None:
+        raise click.ClickException(f"no such feed: {url_or_id}")
+    click.echo(f"enabled {record.feed_id} {record.url}")
+
+
+@feeds.command("disable")
+@click.argument("url_or_id")
+@click.option("--reason", default="disabled by an operator")
+@click.pass_obj
+def feeds_disable(settings: Settings, url_or_id: str, reason: str) -> None:
+    """Stop polling a feed but keep it (and its state)."""
+    with runtime_for(settings) as (rt, _handle):
+        record = rt.registry.set_enabled(url_or_id, False, reason)
+    if record is None:
+        raise click.ClickException(f"no such feed: {url_or_id}")
+    click.echo(f"disabled {record.feed_id} {record.url}")
 
 
 @feeds.command("list")

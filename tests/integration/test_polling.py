@@ -381,3 +381,22 @@ def test_two_schedulers_and_two_workers_never_double_poll(rt: Runtime, settings:
     assert min(gaps) >= 1.5  # never twice within one interval (2 s, jitter 10%)
     for s in schedulers:
         s.close()
+
+
+def test_autodiscovery_finds_advertised_and_common_feeds(newsroom: Newsroom) -> None:
+    from worker.feeds.discover import discover
+
+    feed = newsroom.add("/news/rss.xml", feed_route(rss([])))
+    home = b'<html><head><link rel="alternate" type="application/rss+xml" href="/news/rss.xml">'
+    newsroom.add("/", Route(body=home + b"</head><body>Home</body></html>"))
+    bare = Newsroom("127.0.0.5")
+    bare.add("/", Route(body=b"<html><body>No links here</body></html>"))
+    common = bare.add("/feed.xml", feed_route(rss([])))
+    fetcher, limits = Fetcher("t", True), FetchLimits(deadline_s=5)
+    try:
+        assert discover(fetcher, newsroom.url("/"), limits) == [feed]
+        assert discover(fetcher, feed, limits) == [feed]  # a feed is its own discovery
+        assert discover(fetcher, bare.url("/"), limits) == [common]
+        assert discover(fetcher, bare.url("/"), limits, probe=False) == []
+    finally:
+        bare.close()
