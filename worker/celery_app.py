@@ -1,14 +1,15 @@
 """The Celery app: queues, routing, and the reliability settings a Redis broker needs.
 
-Two queues keep the CPU busy while pages download: ``<prefix>.io`` (polls and page
-fetches, a thread pool) and ``<prefix>.cpu`` (extraction, one process per core). Late
+Three queues keep the CPU busy while pages download and keep polls from waiting behind
+a backlog of page downloads: ``<prefix>.poll`` and ``<prefix>.fetch`` (I/O, consumed by
+thread pools) and ``<prefix>.extract`` (CPU, one process per core). Late
 acks with reject-on-worker-lost make Celery at-least-once in the common failures; the
 ledger (worker/ledger.py) repairs the rest, and every stage is idempotent.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Celery
 
@@ -18,14 +19,27 @@ app = Celery("newswire", set_as_current=False)
 _configured: list[bool] = [False]
 
 
-def queue_names(settings: Settings) -> tuple[str, str]:
-    """Names of the I/O and CPU queues."""
-    return f"{settings.key_prefix}.io", f"{settings.key_prefix}.cpu"
+class Queues(NamedTuple):
+    """Names of the queues: feed polls, page fetches, extraction."""
+
+    poll: str
+    fetch: str
+    extract: str
+
+
+ROLE_QUEUES = {"io": ("poll", "fetch"), "cpu": ("extract",), "poll": ("poll",),
+               "fetch": ("fetch",), "all": ("poll", "fetch", "extract")}  # fmt: skip
+
+
+def queue_names(settings: Settings) -> Queues:
+    """The queues of one deployment (prefixed, so apps can share a broker)."""
+    prefix = settings.key_prefix
+    return Queues(f"{prefix}.poll", f"{prefix}.fetch", f"{prefix}.extract")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours (reliability.md, 'Settings for our worker')."""
-    io_queue, cpu_queue = queue_names(settings)
+    queues = queue_names(settings)
     transport = {
         "visibility_timeout": int(settings.visibility_timeout_s),
         "unacked_restore_interval": 5,
@@ -59,12 +73,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
-        "task_default_queue": io_queue,
+        "task_default_queue": queues.poll,
         "task_create_missing_queues": True,
         "task_routes": {
-            "newswire.poll_feed": {"queue": io_queue},
-            "newswire.fetch_page": {"queue": io_queue},
-            "newswire.extract_page": {"queue": cpu_queue},
+            "newswire.poll_feed": {"queue": queues.poll},
+            "newswire.fetch_page": {"queue": queues.fetch},
+            "newswire.extract_page": {"queue": queues.extract},
         },
         "broker_pool_limit": max(settings.io_concurrency, 10),
     }

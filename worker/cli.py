@@ -73,9 +73,10 @@ def run(settings: Settings, seed: bool | None) -> None:
 @main.command()
 @click.option(
     "--role",
-    type=click.Choice(["io", "cpu", "all"]),
+    type=click.Choice(["io", "cpu", "poll", "fetch", "all"]),
     default="all",
-    help="io: polls and page fetches; cpu: extraction; all: both queues.",
+    help="io: feed polls and page fetches; cpu: extraction; poll, fetch: one I/O queue only; "
+    "all: every queue.",
 )
 @click.option(
     "--pool", default=None, help="Celery pool (default: threads for io, prefork otherwise)."

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import yaml
 
-from worker.celery_app import queue_names
 from worker.feeds.schedule import claim_due
 from worker.observability import beat
 from worker.runtime import Runtime
@@ -37,22 +36,20 @@ def load_feeds_file(rt: Runtime, path: Path | None) -> int:
 
 def tick(rt: Runtime) -> int:
     """Claim and enqueue due feeds once; return how many polls were enqueued."""
-    io_queue = queue_names(rt.settings)[0]
     claimed = claim_due(rt.client, rt.keys, rt.settings.scheduler_batch, rt.settings.poll_lease_s)
     for feed_id, token in claimed:
-        poll_feed.apply_async((feed_id, token), queue=io_queue)
+        poll_feed.delay(feed_id, token)
     return len(claimed)
 
 
 def sweep(rt: Runtime) -> int:
     """Re-enqueue entries whose lease expired; return how many."""
-    io_queue, cpu_queue = queue_names(rt.settings)
     expired = rt.ledger.expired()
     for entry_id in expired:
         if rt.client.exists(rt.keys.page(entry_id)):
-            extract_page.apply_async((entry_id,), queue=cpu_queue)
+            extract_page.delay(entry_id)
         else:
-            fetch_page.apply_async((entry_id,), queue=io_queue)
+            fetch_page.delay(entry_id)
     if expired:
         log.info("sweeper re-enqueued %d entries with expired leases", len(expired))
     return len(expired)
@@ -62,13 +59,15 @@ def run_scheduler(rt: Runtime, stop: threading.Event) -> None:
     """Loop until ``stop`` is set; errors are logged and the loop goes on."""
     last_sweep = 0.0
     while not stop.is_set():
+        claimed = 0
         try:
-            tick(rt)
+            claimed = tick(rt)
             if time.monotonic() - last_sweep >= rt.settings.sweep_interval_s:
                 sweep(rt)
+                beat(rt.client, rt.keys, "scheduler")
                 last_sweep = time.monotonic()
-            beat(rt.client, rt.keys, "scheduler")
         except Exception:
             log.exception("scheduler tick failed; retrying")
             stop.wait(min(5.0, rt.settings.scheduler_tick_s * 5))
-        stop.wait(rt.settings.scheduler_tick_s)
+        if claimed < rt.settings.scheduler_batch:  # a full batch means more are due now
+            stop.wait(rt.settings.scheduler_tick_s)

@@ -9,7 +9,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from worker import pipeline
-from worker.celery_app import app, queue_names
+from worker.celery_app import app
 from worker.config import load_settings
 from worker.feeds.poll import poll_feed as poll_feed_once
 from worker.runtime import Runtime
@@ -40,7 +40,7 @@ def _reset_after_fork(**_: Any) -> None:
 
 def enqueue_fetches(entry_ids: list[str]) -> None:
     for entry_id in entry_ids:
-        fetch_page.apply_async((entry_id,), queue=queue_names(runtime().settings)[0])
+        fetch_page.delay(entry_id)
 
 
 @app.task(name="newswire.poll_feed")
@@ -54,7 +54,7 @@ def fetch_page(entry_id: str) -> str:
     """Fetch an entry's page; on success hand it to the CPU queue."""
     result = pipeline.fetch_stage(runtime(), entry_id)
     if result.next == "extract":
-        extract_page.apply_async((entry_id,), queue=queue_names(runtime().settings)[1])
+        extract_page.delay(entry_id)
     return result.next
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutting_down
 
-from worker.celery_app import app, queue_names
+from worker.celery_app import ROLE_QUEUES, app, queue_names
 from worker.observability import beat, process_name
 from worker.runtime import Runtime
 
@@ -21,11 +21,12 @@ BEAT_EVERY_S = 5.0
 
 def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None) -> None:
     """Run a Celery worker for ``role`` (io, cpu or all) in this process until stopped."""
-    io_queue, cpu_queue = queue_names(rt.settings)
-    queues = {"io": [io_queue], "cpu": [cpu_queue], "all": [io_queue, cpu_queue]}[role]
-    pool = pool or ("threads" if role == "io" else "prefork")
+    names = queue_names(rt.settings)._asdict()
+    queues = [names[kind] for kind in ROLE_QUEUES[role]]
+    cpu_bound = "extract" in ROLE_QUEUES[role]
+    pool = pool or ("prefork" if cpu_bound else "threads")
     if concurrency is None:
-        concurrency = rt.settings.io_concurrency if role == "io" else rt.settings.cpu_concurrency
+        concurrency = rt.settings.cpu_concurrency if cpu_bound else rt.settings.io_concurrency
     _beat_when_ready(rt, role)
     app.worker_main(
         [
@@ -48,7 +49,7 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
 
 def _beat_when_ready(rt: Runtime, role: str) -> None:
     stop = threading.Event()
-    roles = ["io", "cpu"] if role == "all" else [role]
+    roles = {"all": ["io", "cpu"], "poll": ["io"], "fetch": ["io"]}.get(role, [role])
 
     def _loop() -> None:
         while True:

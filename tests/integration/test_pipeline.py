@@ -70,8 +70,8 @@ def test_task_delivered_twice_yields_one_entry(rt: Runtime, newsroom: Newsroom) 
     entry_id = url_id(links[0])
     # Redeliver both stages after the fact, and race two copies of each.
     for _ in range(2):
-        fetch_page.apply_async((entry_id,), queue=f"{rt.settings.key_prefix}.io")
-        extract_page.apply_async((entry_id,), queue=f"{rt.settings.key_prefix}.cpu")
+        fetch_page.delay(entry_id)
+        extract_page.delay(entry_id)
     time.sleep(1.0)
     drain(rt)
     published = articles_of(rt, feed_url)
