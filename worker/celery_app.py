@@ -77,6 +77,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": True,
         "task_routes": {
             "newswire.poll_feed": {"queue": queues.poll},
+            "newswire.poll_feeds": {"queue": queues.poll},
             "newswire.fetch_page": {"queue": queues.fetch},
             "newswire.extract_page": {"queue": queues.extract},
         },

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     unconditional_poll_every: int = 20  # every Nth poll ignores ETag/Last-Modified
     redirects_before_move: int = 3  # polls that must see the same 301/308 to move a feed
     poll_lease_s: float = 300.0
+    poll_batch: int = 20  # feeds per poll task
+    poll_threads: int = 32  # threads per worker process polling a batch
     scheduler_tick_s: float = 1.0
     scheduler_batch: int = 500
 

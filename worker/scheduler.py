@@ -16,7 +16,7 @@ import yaml
 from worker.feeds.schedule import claim_due
 from worker.observability import beat
 from worker.runtime import Runtime
-from worker.tasks import extract_page, fetch_page, poll_feed
+from worker.tasks import extract_page, fetch_page, poll_feeds
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,9 @@ def load_feeds_file(rt: Runtime, path: Path | None) -> int:
 def tick(rt: Runtime) -> int:
     """Claim and enqueue due feeds once; return how many polls were enqueued."""
     claimed = claim_due(rt.client, rt.keys, rt.settings.scheduler_batch, rt.settings.poll_lease_s)
-    for feed_id, token in claimed:
-        poll_feed.delay(feed_id, token)
+    size = rt.settings.poll_batch
+    for start in range(0, len(claimed), size):
+        poll_feeds.delay([list(claim) for claim in claimed[start : start + size]])
     return len(claimed)
 
 

@@ -29,9 +29,14 @@ RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 class WorkerSpec:
     """One worker process: which queue, which pool, how many slots."""
 
-    role: str  # "io" or "cpu"
+    role: str  # io, cpu, poll, fetch or all (see celery_app.ROLE_QUEUES)
     pool: str
     concurrency: int
+    name: str = ""  # distinguishes several workers of one role; default: the role
+
+    @property
+    def key(self) -> str:
+        return self.name or self.role
 
     def command(self) -> list[str]:
         return [
@@ -72,34 +77,32 @@ class WorkerProcesses:
 
     def _spawn(self, spec: WorkerSpec) -> None:
         env = child_environment(self.settings)
-        self.processes[spec.role] = subprocess.Popen(
+        self.processes[spec.key] = subprocess.Popen(
             spec.command(),
             env=env,
             stdout=sys.stderr,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )  # stdout stays clean for the command's own output (replay --json)
-        log.info("started %s worker (pid %d)", spec.role, self.processes[spec.role].pid)
+        log.info("started %s worker (pid %d)", spec.key, self.processes[spec.key].pid)
 
     def watch(self) -> None:
         """Restart workers that exited, with a growing delay between restarts."""
         for spec in self.specs:
-            proc = self.processes.get(spec.role)
+            proc = self.processes.get(spec.key)
             if proc is None or proc.poll() is None:
                 continue
             now = time.monotonic()
-            if spec.role not in self._next_start:
-                count = self.restarts.get(spec.role, 0)
+            due = self._next_start.get(spec.key)
+            if due is None:
+                count = self.restarts.get(spec.key, 0)
                 delay = RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)]
-                log.error(
-                    "%s worker exited with %s; restarting in %.0fs",
-                    spec.role,
-                    proc.returncode,
-                    delay,
-                )
-                self._next_start[spec.role] = now + delay
-            elif now >= self._next_start.pop(spec.role):
-                self.restarts[spec.role] = self.restarts.get(spec.role, 0) + 1
+                log.error("%s worker exited with %s; restarting in %.0fs", spec.key,
+                          proc.returncode, delay)  # fmt: skip
+                self._next_start[spec.key] = now + delay
+            elif now >= due:
+                del self._next_start[spec.key]
+                self.restarts[spec.key] = self.restarts.get(spec.key, 0) + 1
                 self._spawn(spec)
 
     def stop(self, timeout: float) -> None:

@@ -26,6 +26,8 @@ from worker.errors import FeedError
 
 _DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*(\[.*?\])?\s*>", re.I | re.S)
 _ENTITY_DECL = re.compile(rb"<!ENTITY[^>]*>", re.I | re.S)
+_ITEM_START = re.compile(rb"<((?:[A-Za-z_][\w.-]*:)?(?:item|entry))[\s>]")
+_COMMENTS = re.compile(rb"<!--.*?-->", re.S)
 _SITEMAP_ROOT = re.compile(rb"<(?:\w+:)?(?:urlset|sitemapindex)[\s>]")
 _SKIP_HOURS = re.compile(rb"<skipHours>(.*?)</skipHours>", re.S | re.I)
 _SKIP_DAYS = re.compile(rb"<skipDays>(.*?)</skipDays>", re.S | re.I)
@@ -71,6 +73,43 @@ class ParsedFeed:
     skip_hours: frozenset[int] = field(default_factory=frozenset)
     skip_days: frozenset[int] = field(default_factory=frozenset)
     children: list[str] = field(default_factory=list)  # sitemaps listed by a sitemap index
+
+
+@dataclass(frozen=True)
+class SplitFeed:
+    """An XML feed cut into the part before its items, the items, and the part after."""
+
+    head: bytes
+    items: list[bytes]
+    tail: bytes
+
+    def with_items(self, items: list[bytes]) -> bytes:
+        """The same document holding only ``items``."""
+        return self.head + b"".join(items) + self.tail
+
+
+def split_items(body: bytes) -> SplitFeed | None:
+    """Cut an RSS/Atom body at its <item>/<entry> elements, or None when unsure (then the
+    caller parses the whole body): lets a poll hand feedparser only the items it has not
+    seen, since parsing is most of a poll's cost and most items of a feed are old."""
+    first = _ITEM_START.search(body)
+    if first is None or body.lstrip().startswith(b"{"):
+        return None
+    items: list[bytes] = []
+    position, start = first.start(), first
+    while start is not None:
+        name = start.group(1)
+        end = body.find(b"</" + name + b">", start.end())
+        if end < 0 or _ITEM_START.search(body, start.end(), end):
+            return None  # unclosed, or an item inside an item: not a shape we cut
+        end += len(name) + 3
+        items.append(body[start.start() : end])
+        start = _ITEM_START.search(body, end)
+        gap = body[end : start.start()] if start else b""
+        if start is not None and _COMMENTS.sub(b"", gap).strip():
+            return None  # something else between items: keep the document whole
+        position = end
+    return SplitFeed(body[: first.start()], items, body[position:])
 
 
 def parse_feed(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed:

@@ -4,6 +4,9 @@ Outcomes, each recorded on the feed: not modified (304, or the same body as last
 no parse), ok (entries claimed), deferred (the host's politeness budget is spent: not a
 failure), error (backoff by a weighted error score; soft errors count half), disabled
 (410 Gone, reason kept; `newswire feeds enable` undoes it).
+
+Parsing is most of what a poll costs, and most items of a changed feed are old: items
+are hashed one by one and only the ones not seen in the previous body are parsed.
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ from typing import Any
 
 from worker.dedup.canonical import url_id
 from worker.errors import FeedError, FetchError, HostBusy, NewswireError, failure_weight
-from worker.feeds.parse import FeedItem, ParsedFeed, parse_feed
+from worker.feeds.parse import FeedItem, ParsedFeed, parse_feed, split_items
 from worker.feeds.registry import FeedRecord
 from worker.feeds.schedule import (
     FeedHints,
     backoff_interval,
-    begin_poll,
     next_interval,
     skip_until,
     sy_period,
@@ -82,39 +84,53 @@ def to_entries(feed: FeedRecord, parsed: ParsedFeed) -> tuple[list[FeedEntry], i
 
 def poll_feed(rt: Runtime, feed_id: str, token: str, enqueue: Enqueue) -> PollResult:
     """Poll a claimed feed once; safe to call twice with the same token (the second skips)."""
-    if not begin_poll(rt.client, rt.keys, feed_id, token):
-        return PollResult("skipped")
-    feed = rt.registry.get(feed_id)
+    feed = rt.registry.begin_poll(feed_id, token)
     if feed is None or feed.status == "disabled":
         return PollResult("skipped")
-    started = time.time()
     try:
         response = rt.fetcher.get(feed.url, rt.feed_limits, headers=_request_headers(rt, feed))
     except HostBusy as exc:
-        rt.registry.update(feed_id, next_poll=started + (exc.retry_after or 5.0))
+        rt.registry.update(feed_id, next_poll=time.time() + (exc.retry_after or 5.0))
         return PollResult("deferred", reason=exc.reason)
     except FetchError as exc:
-        return _failed(rt, feed, started, exc)
+        return _failed(rt, feed, time.time(), exc)
+    polled_at = time.time()  # intervals count from the answer (a host slot can take a while)
     redirect = _track_redirects(rt, feed, response)
     digest = hashlib.sha256(response.body).hexdigest()[:32]
     if response.status == 304 or digest == feed.body_hash:
         kind = "not_modified" if response.status == 304 else "unchanged"
         extra = {kind: getattr(feed, kind) + 1, **redirect}
-        _succeeded(rt, feed, started, response, None, 0, 0, extra)
+        _succeeded(rt, feed, polled_at, response, None, 0, 0, extra)
         return PollResult(kind)
+    body, item_hashes = _unseen_items(response.body, feed.item_hashes)
     try:
-        parsed = parse_feed(response.body, response.url, response.headers)
+        parsed = parse_feed(body, response.url, response.headers)
     except FeedError as exc:
-        return _failed(rt, feed, started, exc)
+        return _failed(rt, feed, polled_at, exc)
     for child in parsed.children:  # a sitemap index: each sitemap becomes a source
         rt.registry.add(child, tags=feed.tags)
     entries, skipped = to_entries(feed, parsed)
     new_ids = rt.ledger.claim(feed_id, entries)
     enqueue(new_ids)
-    extra = {"body_hash": digest, "parsed": feed.parsed + 1, "kind": parsed.kind,
-             "entries_skipped": feed.entries_skipped + skipped, **redirect}  # fmt: skip
-    _succeeded(rt, feed, started, response, parsed, len(entries), len(new_ids), extra)
+    extra = {
+        "body_hash": digest, "item_hashes": item_hashes, "parsed": feed.parsed + 1,
+        "kind": parsed.kind, "entries_skipped": feed.entries_skipped + skipped, **redirect,
+    }  # fmt: skip
+    _succeeded(rt, feed, polled_at, response, parsed, len(entries), len(new_ids), extra)
     return PollResult("ok", len(entries), len(new_ids))
+
+
+def _unseen_items(body: bytes, previous: str) -> tuple[bytes, str]:
+    """The body reduced to items not in the previous body, and the hashes of all items."""
+    split = split_items(body)
+    if split is None:
+        return body, ""
+    hashes = [hashlib.blake2b(item, digest_size=8).hexdigest() for item in split.items]
+    known = {previous[i : i + 16] for i in range(0, len(previous), 16)}
+    if not known:
+        return body, "".join(hashes)
+    fresh = [item for item, h in zip(split.items, hashes, strict=True) if h not in known]
+    return split.with_items(fresh), "".join(hashes)
 
 
 def _request_headers(rt: Runtime, feed: FeedRecord) -> dict[str, str]:
@@ -171,8 +187,11 @@ def _succeeded(
     hints = _hints(parsed, response.headers)
     interval = next_interval(rt.policy, feed.interval_s, rate, feed.current_interval_s, hints)
     fields.update(rate=rate, current_interval_s=round(interval, 1))
-    rt.registry.update(feed.feed_id, next_poll=skip_until(started + interval, hints), **fields)
-    log.info("polled %s: %d entries, %d new, next in %.0fs", feed.url, seen, new, interval)
+    count = f"polls_{next((k for k in ('not_modified', 'unchanged') if k in extra), 'parsed')}"
+    rt.registry.update(
+        feed.feed_id, next_poll=skip_until(started + interval, hints), count=count, **fields
+    )
+    log.debug("polled %s: %d entries, %d new, next in %.0fs", feed.url, seen, new, interval)
 
 
 def _hints(parsed: ParsedFeed | None, headers: dict[str, str]) -> FeedHints:
@@ -197,11 +216,11 @@ def _failed(rt: Runtime, feed: FeedRecord, started: float, exc: NewswireError) -
     }  # fmt: skip
     if exc.reason == "http_410":
         fields.update(status="disabled", disabled_reason=f"410 Gone at {utc_iso(started)}")
-        rt.registry.update(feed.feed_id, **fields)
+        rt.registry.update(feed.feed_id, count="polls_failed", **fields)
         rt.client.zrem(rt.keys.feeds_due, feed.feed_id)
     else:
         delay = backoff_interval(rt.policy, feed.interval_s, fields["error_score"], exc.retry_after)
-        rt.registry.update(feed.feed_id, next_poll=started + delay, **fields)
+        rt.registry.update(feed.feed_id, next_poll=started + delay, count="polls_failed", **fields)
     rt.publisher.feed_failure(
         deadletter_message(
             kind="feed", reason=exc.reason, detail=exc.detail, url=feed.url, feed_url=feed.url,

@@ -13,6 +13,7 @@ import redis
 from worker.dedup.canonical import canonical_url
 from worker.fetch.guard import check_url
 from worker.keys import Keys
+from worker.lua import run_script
 
 
 def feed_id_for(url: str) -> str:
@@ -46,6 +47,7 @@ class FeedRecord:
     etag: str = ""
     last_modified: str = ""
     body_hash: str = ""
+    item_hashes: str = ""  # 16 hex characters per item of the last parsed body
     entries_seen: int = 0
     entries_new: int = 0
     entries_skipped: int = 0  # items without a usable http(s) link
@@ -111,6 +113,14 @@ class Registry:
             return None
         return FeedRecord.from_redis(raw, self._client.zscore(self._keys.feeds_due, feed_id))
 
+    def begin_poll(self, feed_id: str, token: str) -> FeedRecord | None:
+        """Consume a poll token; return the feed to poll, or None if the token was taken
+        already (a redelivered task) or the feed is gone."""
+        flat = run_script(self._client, "begin_poll", [self._keys.feed(feed_id)], [token])
+        if not flat:
+            return None
+        return FeedRecord.from_redis(dict(zip(flat[::2], flat[1::2], strict=True)), None)
+
     def remove(self, url_or_id: str) -> FeedRecord | None:
         """Forget a feed; entries already claimed keep their claims."""
         record = self.find(url_or_id)
@@ -128,16 +138,17 @@ class Registry:
         records = (self.get(feed_id) for feed_id in sorted(self._client.smembers(self._keys.feeds)))
         return [r for r in records if r is not None]
 
-    def update(self, feed_id: str, next_poll: float | None = None, **fields: Any) -> None:
-        """Write status fields of a feed (and its next poll time) if it still exists."""
-        key = self._keys.feed(feed_id)
-        if not self._client.exists(key):
-            return  # removed while being polled
-        pipe = self._client.pipeline(transaction=True)
-        pipe.hset(key, mapping={k: json.dumps(v) for k, v in fields.items()})
-        if next_poll is not None:
-            pipe.zadd(self._keys.feeds_due, {feed_id: next_poll})
-        pipe.execute()
+    def update(
+        self, feed_id: str, next_poll: float | None = None, count: str = "", **fields: Any
+    ) -> None:
+        """Write status fields of a feed (and its next poll time) if it still exists;
+        ``count`` names a counter of the stats hash to increment (polls_ok, ...)."""
+        pairs = [item for k, v in fields.items() for item in (k, json.dumps(v))]
+        keys = self._keys
+        run_script(
+            self._client, "update_feed", [keys.feed(feed_id), keys.feeds_due, keys.stats],
+            [feed_id, "" if next_poll is None else next_poll, count, *pairs],
+        )  # fmt: skip
 
     def move(self, feed_id: str, new_url: str) -> bool:
         """Point a feed at its new address (after consistent permanent redirects).

@@ -18,7 +18,7 @@ import redis
 
 from worker.keys import Keys
 from worker.ledger import new_token
-from worker.lua import Scripts
+from worker.lua import run_script
 
 SY_PERIODS = {
     "hourly": 3600.0,
@@ -130,14 +130,10 @@ def _jitter(policy: PollPolicy, seconds: float) -> float:
 
 def claim_due(client: redis.Redis, keys: Keys, limit: int, lease_s: float) -> list[tuple[str, str]]:
     """Claim due feeds atomically; return (feed id, poll token) pairs to enqueue."""
-    flat = Scripts(client)(
+    flat = run_script(
+        client,
         "claim_due_feeds",
         [keys.feeds_due],
         [time.time(), limit, lease_s, f"{keys.key_prefix}:feed:", new_token()],
     )
     return list(zip(flat[::2], flat[1::2], strict=True))
-
-
-def begin_poll(client: redis.Redis, keys: Keys, feed_id: str, token: str) -> bool:
-    """Consume the poll token; False means another delivery already took it."""
-    return bool(Scripts(client)("begin_poll", [keys.feed(feed_id)], [token]))

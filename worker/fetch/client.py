@@ -218,9 +218,11 @@ class Fetcher:
     ) -> Response | tuple[int, str]:
         status = resp.status_code
         if status in REDIRECT_STATUSES and "location" in resp.headers:
+            _drain(resp)
             return status, urljoin(url, resp.headers["location"].strip())
         headers = {k.lower(): v for k, v in resp.headers.items()}
         if status == 304:
+            _drain(resp)
             return Response(url, status, headers, b"")
         if not 200 <= status < 300:
             wait = retry_after(headers.get("retry-after"))
@@ -233,6 +235,16 @@ class Fetcher:
         decoder = BoundedDecoder(headers.get("content-encoding", ""), limits.max_bytes, url)
         body = read_capped(_until(resp.iter_raw(), deadline, url, limits), decoder)
         return Response(str(resp.url), status, headers, body)
+
+
+def _drain(resp: httpx.Response, limit: int = 65_536) -> None:
+    """Read a short body to its end so the connection goes back to the pool (keep-alive);
+    a long one is abandoned and its connection closed."""
+    size = 0
+    for chunk in resp.iter_raw():
+        size += len(chunk)
+        if size > limit:
+            return
 
 
 def _until(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 
 @cache
@@ -15,15 +17,25 @@ def source(name: str) -> str:
     return (files(__package__) / f"{name}.lua").read_text()
 
 
+@cache
+def _sha(name: str) -> str:
+    return hashlib.sha1(source(name).encode()).hexdigest()
+
+
+def run_script(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
+    """EVALSHA the script, loading it first if the server does not know it (a restart)."""
+    try:
+        return client.evalsha(_sha(name), len(keys), *keys, *args)
+    except NoScriptError:
+        client.script_load(source(name))
+        return client.evalsha(_sha(name), len(keys), *keys, *args)
+
+
 class Scripts:
-    """Registered scripts for one client (EVALSHA with automatic reload)."""
+    """The scripts, bound to one client."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._scripts: dict[str, Any] = {}
 
     def __call__(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self._client.register_script(source(name))
-        return script(keys=keys, args=args)
+        return run_script(self._client, name, keys, args)

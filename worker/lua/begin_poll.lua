@@ -1,8 +1,9 @@
--- Consume a poll token: a redelivered or duplicated poll task finds it gone and stops.
+-- Consume a poll token and return the feed's record in the same step.
 -- KEYS[1]  feed HASH      ARGV[1]  token
--- Returns  1 if this task may poll, 0 otherwise.
+-- Returns  the HGETALL of the feed if this task may poll, else an empty list
+-- (a redelivered or duplicated poll task finds its token gone and stops).
 if redis.call('HGET', KEYS[1], 'poll_token') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'poll_token')
-  return 1
+  return redis.call('HGETALL', KEYS[1])
 end
-return 0
+return {}
