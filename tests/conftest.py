@@ -38,6 +38,7 @@ TEST_SETTINGS = dict(
     poll_interval_s=3600.0,
     min_poll_interval_s=1.0,
     sweep_interval_s=1.0,
+    retry_base_s=0.3,
     io_concurrency=8,
     cpu_concurrency=2,
     host_concurrency=8,

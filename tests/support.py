@@ -147,11 +147,15 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) ->
 
 
 def drain(rt: Runtime, timeout: float = 40.0) -> None:
-    """Wait until no entry is in flight and the queues are empty (Jepsen: drain first)."""
+    """Wait until no entry is in flight and the queues are empty (Jepsen: drain first),
+    sweeping as the scheduler would, so retries and lost tasks are re-enqueued."""
+    from worker.scheduler import sweep
+
     keys: Keys = rt.keys
     queues = queue_names(rt.settings)
 
     def idle() -> bool:
+        sweep(rt)
         return rt.client.zcard(keys.inflight) == 0 and all(rt.client.llen(q) == 0 for q in queues)
 
     assert wait_until(idle, timeout), (

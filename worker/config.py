@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     queued_lease_s: float = 1800.0
     running_lease_s: float = 300.0
     max_attempts: int = 3
+    retry_base_s: float = 10.0  # first retry of a transient page failure; doubles each time
     sweep_interval_s: float = 5.0
 
     # Extraction and dedup

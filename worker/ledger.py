@@ -30,6 +30,7 @@ class Leases:
     running_s: float = 300.0
     ttl_s: int = 30 * 86_400
     max_attempts: int = 3
+    retry_base_s: float = 10.0  # first retry delay after a transient failure; doubles
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,10 @@ class Ledger:
         record.pop("entry", None)
         return dict(record)
 
-    def retry_later(
-        self, entry_id: str, attempt: int, at_least_s: float | None = None, base_s: float = 10.0
-    ) -> float:
+    def retry_later(self, entry_id: str, attempt: int, at_least_s: float | None = None) -> float:
         """Schedule a transient failure for another try; the sweeper re-enqueues it then."""
-        delay = min(base_s * 2 ** max(attempt - 1, 0), 600.0) * random.uniform(0.75, 1.25)
+        base = self._leases.retry_base_s
+        delay = min(base * 2 ** max(attempt - 1, 0), 600.0) * random.uniform(0.75, 1.25)
         return self._wait(entry_id, max(delay, at_least_s or 0.0))
 
     def defer(self, entry_id: str, stage: str, seconds: float) -> float:

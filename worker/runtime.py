@@ -41,7 +41,11 @@ class Runtime:
         keys = Keys(settings.stream_prefix, settings.key_prefix)
         window = int(settings.dedup_window_days * 86_400)
         leases = Leases(
-            settings.queued_lease_s, settings.running_lease_s, window, settings.max_attempts
+            settings.queued_lease_s,
+            settings.running_lease_s,
+            window,
+            settings.max_attempts,
+            settings.retry_base_s,
         )
         retention = Retention(settings.stream_maxlen, settings.stream_retention_days, window)
         page_limits = FetchLimits.from_settings(settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,15 @@ class Hit:
     at: float
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Hostile behaviours break connections on purpose: no tracebacks for that."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 class Newsroom:
     """Serve routes on 127.0.0.1 (or another loopback address) on a free port."""
 
@@ -43,8 +53,7 @@ class Newsroom:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
-        self._httpd = ThreadingHTTPServer((host, 0), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = QuietServer((host, 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
@@ -152,10 +161,12 @@ def slow_drip(handler: BaseHTTPRequestHandler) -> None:
 
 
 def connection_reset(handler: BaseHTTPRequestHandler) -> None:
-    """Close the socket with RST before answering."""
-    handler.connection.setsockopt(
-        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-    )
+    """Abort the connection with a TCP RST before answering."""
+    linger = struct.pack("ii", 1, 0)  # on, 0 s: close() sends RST
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    handler.close_connection = True
+    for stream in (handler.rfile, handler.wfile):
+        stream.close()
     handler.connection.close()
 
 

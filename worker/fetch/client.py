@@ -186,8 +186,8 @@ class Fetcher:
             write=min(limits.read_timeout_s, remaining),
             pool=min(limits.connect_timeout_s, remaining),
         )
-        host = httpx.URL(url).host
         try:
+            host = httpx.URL(url).host
             with (
                 self._gate(host),
                 self._client.stream("GET", url, headers=headers, timeout=timeout) as resp,
@@ -197,7 +197,11 @@ class Fetcher:
             raise
         except httpx.TimeoutException as exc:
             raise TransientFetchError("timeout", url, type(exc).__name__) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except httpx.RemoteProtocolError as exc:
+            if "location header" in str(exc):  # httpx parses Location even when not following
+                raise PermanentFetchError("invalid_url", url, str(exc)) from None
+            raise TransientFetchError("connection_reset", url, str(exc)) from None
+        except httpx.ReadError as exc:
             raise TransientFetchError(
                 "connection_reset", url, str(exc) or type(exc).__name__
             ) from None

@@ -24,6 +24,8 @@ def fetch_page(fetcher: Fetcher, url: str, limits: FetchLimits) -> FetchedPage:
     body = response.body
     if not body.strip():
         raise PermanentFetchError("empty_body", url, "200 with an empty body")
+    if body[:2] == b"\x1f\x8b":  # compressed twice, or a .gz served as text/html
+        raise PermanentFetchError("decode_error", url, "gzip data without Content-Encoding")
     if not response.content_type and not _looks_like_html(body):
         raise PermanentFetchError("bad_content_type", url, "no Content-Type and not HTML")
     html = decode_html(body, response.content_type)

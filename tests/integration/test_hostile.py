@@ -1,0 +1,104 @@
+"""Hostile servers on loopback: each page ends as one explained dead letter within its
+deadline, worker memory stays bounded, and the pipeline goes on."""
+
+from __future__ import annotations
+
+import gzip
+import time
+import zlib
+
+import psutil
+import pytest
+
+from tests.servers.newsroom import Newsroom, Route, connection_reset, endless_body, slow_drip
+from tests.support import article_html, articles_of, drain, feed_polled, messages, rss, story
+from worker.dedup.canonical import url_id
+from worker.replay import request_poll
+from worker.runtime import Runtime
+from worker.service import WorkerProcesses
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
+
+
+def gzip_bomb(decoded_mb: int = 200) -> bytes:
+    """gzip of ``decoded_mb`` MB of zeros (about 1000:1)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"\0" * (1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(decoded_mb)) + packer.flush()
+
+
+def nested_tags(size: int) -> bytes:
+    depth = size // 12
+    return (
+        b"<html><body>"
+        + b"<div><span>" * depth
+        + b"x"
+        + b"</span></div>" * depth
+        + b"</body></html>"
+    )
+
+
+def invalid_utf8_page() -> bytes:
+    body = article_html("Bad bytes", story(f"utf8-{time.time()}"))
+    return body.replace(b"<p>", b"<p>\xff\xfe\xc3\x28 ", 3)
+
+
+def redirect(location: str) -> Route:
+    return Route(status=302, headers={"Location": location}, body=b"")
+
+
+def tree_rss(pid: int) -> int:
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+
+
+HOSTILE = {
+    "gzip-bomb": ("body_too_large", lambda room: Route(
+        body=gzip_bomb(), headers={"Content-Encoding": "gzip"})),
+    "endless": ("body_too_large", lambda room: Route(behaviour=endless_body)),
+    "drip": ("deadline_exceeded", lambda room: Route(behaviour=slow_drip)),
+    "loop": ("redirect_loop", lambda room: redirect("/hostile/loop2.html")),
+    "pdf": ("bad_content_type", lambda room: Route(body=b"%PDF", content_type="application/pdf")),
+    "image": ("bad_content_type", lambda room: Route(body=b"\x89PNG", content_type="image/png")),
+    "huge": ("body_too_large", lambda room: Route(body=nested_tags(10 << 20))),
+    "empty": ("empty_body", lambda room: Route(body=b"")),
+    "error": ("http_500", lambda room: Route(status=500, body=b"oops")),
+    "reset": ("connection_reset", lambda room: Route(behaviour=connection_reset)),
+    "double-gzip": ("decode_error", lambda room: Route(body=gzip.compress(b"<html>x</html>"))),
+}  # fmt: skip
+
+
+def test_hostile_pages_end_as_explained_dead_letters(
+    rt: Runtime, newsroom: Newsroom, workers: WorkerProcesses
+) -> None:
+    links = {name: newsroom.add(f"/hostile/{name}.html", make(newsroom))
+             for name, (_reason, make) in HOSTILE.items()}  # fmt: skip
+    newsroom.add("/hostile/loop2.html", redirect("/hostile/loop.html"))
+    links["utf8"] = newsroom.add("/hostile/utf8.html", Route(body=invalid_utf8_page()))
+    links["good"] = newsroom.add(
+        "/hostile/good.html", body=article_html("Fine", story(f"g{time.time()}"))
+    )
+    feed = newsroom.add("/hostile/feed.xml", content_type="application/rss+xml",
+                        body=rss([{"title": n, "link": u} for n, u in links.items()]))  # fmt: skip
+    io_pid = workers.processes["io"].pid
+    before = tree_rss(io_pid)
+    started = time.monotonic()
+    feed_id = rt.registry.add(feed).feed_id
+    request_poll(rt, feed_id)
+    feed_polled(rt, feed_id)
+    drain(rt, timeout=90)
+    elapsed = time.monotonic() - started
+    dead = {m["url"]: m for _s, m in messages(rt, rt.keys.deadletter) if m.get("feed_url") == feed}
+    for name, (reason, _make) in HOSTILE.items():
+        assert dead[links[name]]["reason"] == reason, name
+        assert dead[links[name]]["kind"] == "entry"
+    assert dead[links["reset"]]["attempts"] == rt.settings.max_attempts  # transient: retried
+    assert newsroom.count("/hostile/error.html") == rt.settings.max_attempts
+    published = {m["url"]: m for m in articles_of(rt, feed)}
+    assert set(published) == {links["utf8"], links["good"]}  # the worker went on
+    assert "\ufffd" in published[links["utf8"]]["text"] or published[links["utf8"]]["text"]
+    # Every deadline held: three attempts of the 3 s drip are the slowest path.
+    assert elapsed < 3 * rt.settings.fetch_deadline_s + 30
+    assert tree_rss(io_pid) - before < 150 * 2**20  # decoding never held the bomb in memory
+    for name in HOSTILE:
+        assert rt.ledger.state(url_id(links[name]))["state"] == "failed"
