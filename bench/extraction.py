@@ -32,6 +32,7 @@ import argparse
 import gzip
 import json
 import re
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -135,6 +136,27 @@ def score(truth: str, predicted: str) -> Score:
     return Score(tp / total, fp / total, fn / total) if total else Score(0.0, 0.0, 0.0)
 
 
+def code_revision() -> str:
+    """The repository's HEAD, marked ``+dirty`` when worker/ has uncommitted changes."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "worker"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}+dirty" if dirty else head
+
+
 def load_pages(corpus: Path, limit: int | None) -> list[Page]:
     """Read and decode the benchmark pages (sorted by id), at most ``limit`` of them."""
     aeb = corpus / "aeb"
@@ -200,6 +222,7 @@ def report(results: list[Result], min_chars: int, as_json: bool) -> None:
         print(
             json.dumps(
                 {
+                    "revision": code_revision(),
                     "min_chars": min_chars,
                     "results": summaries,
                     "speed_ours_vs_plain": round(speed, 3),
@@ -207,6 +230,7 @@ def report(results: list[Result], min_chars: int, as_json: bool) -> None:
             )
         )
         return
+    print(f"code {code_revision()}")
     print(
         f"{'extractor':<8} {'pages':>5} {'empty':>5} {'precision':>9} {'recall':>7} "
         f"{'F1':>7} {'pages/s':>8}"

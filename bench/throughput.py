@@ -15,14 +15,19 @@ What is measured, in one run:
    position survives keep their text, and their extra copies end as duplicates). The
    clock runs from the first ``request_poll`` to the moment every entry has ended (the
    stats hash: published + duplicates + unchanged + failed == entries) and the pipeline
-   is drained (inflight ZSET and both queues empty). Printed: entries/s and published
-   articles/s (entries/s counts every ended entry; both are equal when all publish).
+   is drained (inflight ZSET and every queue empty). Printed: entries/s and published
+   articles/s. entries/s counts every ended entry: a duplicate went through fetch,
+   extraction, dedup and publishing like an article (near-duplicate detection, if the
+   code has it, may send marked copies of one page to ``news:duplicates``).
 2. Physical limit. After the pipeline is stopped, this process runs the call the cpu
    workers make, ``worker.extract.article.extract_page`` (trafilatura text + metadata),
    on the same served pages (decoded by ``decode_html`` beforehand, untimed), one page
    after the other: limit = cores x that single-process rate. Also printed: the rate of
    ``cores`` forked processes running the same list in parallel (what the machine really
-   gives when every core extracts). The ratio is pipeline entries/s over the limit.
+   gives when every core extracts), and both rates by CPU time instead of wall time.
+   The ratio is pipeline entries/s over the limit; the cpu-time ratio (extract_page CPU
+   ms per page over the pipeline's CPU ms per entry, all our processes) is the ceiling
+   of that ratio on an idle machine, and is less sensitive to other load.
 
 Also reported: CPU seconds used during the timed window by the HTTP server process, the
 valkey server, each worker process tree and this process, and by everything else on the
@@ -46,6 +51,7 @@ import re
 import resource
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -555,6 +561,27 @@ def extraction_limit(site: list[list[Served]], base_url: str, cores: int) -> dic
     }
 
 
+def code_revision() -> str:
+    """The repository's HEAD, marked ``+dirty`` when worker/ has uncommitted changes."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "worker"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}+dirty" if dirty else head
+
+
 # --- command line ----------------------------------------------------------------------
 
 
@@ -581,8 +608,9 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         return
     run, limit, cores = result["pipeline"], result["limit"], result["cores"]
     print(
-        f"delay {result['delay_ms']:.0f} ms, {run['entries']} entries in {result['feeds']} "
-        f"feeds, io threads {run['io_concurrency']}, cpu processes {run['cpu_concurrency']}"
+        f"code {result['revision']}, delay {result['delay_ms']:.0f} ms, {run['entries']} "
+        f"entries in {result['feeds']} feeds, io threads {run['io_concurrency']}, "
+        f"cpu processes {run['cpu_concurrency']}"
     )
     print(
         f"pipeline: {run['elapsed_s']} s, {run['entries_per_s']} entries/s, "
@@ -637,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     result = {
+        "revision": code_revision(),
         "delay_ms": args.delay_ms,
         "feeds": len(site),
         "cores": args.cores,

@@ -18,7 +18,6 @@
 set -Eeuo pipefail
 
 DEPLOY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT_DIR=$(dirname "$DEPLOY_DIR")
 PROJECT=${SMOKE_PROJECT:-newswire_smoke}
 SUITE=bookworm
 export BASE_IMAGE=${BASE_IMAGE:-localhost/debian-python:$SUITE}
@@ -38,7 +37,7 @@ step() { STEP_NAME=$1; STEP_T0=$(now); printf '\n== %s\n' "$STEP_NAME"; }
 step_done() {
     local dt
     dt=$(elapsed "$STEP_T0")
-    TIMINGS+=("$(printf '  %-46s %7s s' "$STEP_NAME" "$dt")")
+    TIMINGS+=("$(printf '  %7s s  %s' "$dt" "$STEP_NAME")")
     printf '   done in %s s\n' "$dt"
 }
 fail() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
@@ -62,6 +61,13 @@ compose() {
 container_of() {
     podman ps -q --filter "label=io.podman.compose.project=$PROJECT" \
         --filter "label=com.docker.compose.service=$1" | head -n 1
+}
+
+# Stop the app before Redis, as Docker Compose does (podman-compose 1.x stops everything at
+# once): a worker told to stop after Redis has gone can spend 30-50 s in its shutdown hook
+# (heartbeat removal, retried with 5 s connect timeouts) and then gets killed.
+stack_down() {
+    compose stop worker-io worker-cpu scheduler && compose down -v
 }
 
 image_id() { podman image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
@@ -96,8 +102,8 @@ cleanup() {
                 podman logs --tail 30 "$cid" 2>&1 | sed 's/^/   | /' >&2 || true
             done
         fi
-        printf '\n== cleanup: compose down -v\n' >&2
-        compose down -v >"$WORK/down-cleanup.log" 2>&1 || true
+        printf '\n== cleanup: compose stop + down -v\n' >&2
+        stack_down >"$WORK/down-cleanup.log" 2>&1 || true
     fi
     rm -rf "$WORK"
     if ((rc == 0)); then
@@ -284,8 +290,8 @@ step_done
 
 # --- 5. down -------------------------------------------------------------------------
 
-step "compose down -v"
-quiet down compose down -v
+step "compose stop (app, then redis) and down -v"
+quiet down stack_down
 STACK_UP=0
 left=$(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT")
 [[ -z $left ]] || fail "containers left after down: $left"
@@ -293,4 +299,4 @@ step_done
 
 printf '\n== timings\n'
 printf '%s\n' "${TIMINGS[@]}"
-printf '  %-46s %7s s\n' "total" "$(elapsed "$SMOKE_T0")"
+printf '  %7s s  %s\n' "$(elapsed "$SMOKE_T0")" "total"

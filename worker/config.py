@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     min_text_chars: int = 200
     min_publish_chars: int = 50
     dedup_window_days: float = 30.0
+    near_dup_enabled: bool = True
+    near_dup_threshold: float = 0.5  # estimated Jaccard of word 3-shingles (bench/dedup.py)
+    near_dup_bucket_bits: int = 12
 
     # Workers
     io_concurrency: int = 16

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis
 
 from worker.config import Settings
+from worker.dedup.index import NearDupIndex
 from worker.feeds.registry import Registry
 from worker.feeds.schedule import PollPolicy
 from worker.fetch.client import Fetcher
@@ -54,7 +55,18 @@ class Runtime:
             client=client,
             keys=keys,
             ledger=Ledger(client, keys, leases),
-            publisher=Publisher(client, keys, retention),
+            publisher=Publisher(
+                client,
+                keys,
+                retention,
+                NearDupIndex(
+                    settings.key_prefix,
+                    settings.near_dup_threshold,
+                    settings.dedup_window_days,
+                    bucket_bits=settings.near_dup_bucket_bits,
+                    enabled=settings.near_dup_enabled,
+                ),
+            ),
             registry=Registry(client, keys),
             policy=PollPolicy(
                 settings.poll_interval_s, settings.min_poll_interval_s, settings.max_poll_interval_s

@@ -48,6 +48,39 @@ def test_different_articles_stay_different(host: str, path_a: str, path_b: str) 
         assert url_id(a) != url_id(b)
 
 
+@given(hosts, paths, params, st.sampled_from([
+    "https://amp.{h}{p}", "https://m.{h}{p}", "https://{h}{p}/amp", "https://{h}/amp{p}",
+    "http://www.{h}{p}?amp=1", "https://mobile.{h}{p}/", "https://www.{h}{p}#x",
+]))  # fmt: skip
+def test_amp_and_mobile_variants_are_the_same_article(
+    host: str, path: str, query: list[tuple[str, str]], variant: str
+) -> None:
+    url = build(host, path, query)
+    sep = "&" if "?" in variant else "?"
+    qs = "&".join(f"{k}={v}" for k, v in query)
+    other = variant.format(h=host, p=path) + (f"{sep}{qs}" if qs and "#" not in variant else "")
+    if "#" in variant and qs:
+        other = f"https://www.{host}{path}?{qs}#x"
+    assert url_id(other) == url_id(url)
+
+
+@given(st.lists(st.sampled_from(["a", "b", "amp", "m", "news", "2024", "x.html"]), max_size=5),
+       st.sampled_from(["", "?id=1", "?amp=1&id=2", "#top"]))  # fmt: skip
+def test_idempotent_on_awkward_paths(segments: list[str], suffix: str) -> None:
+    once = canonical_url("https://M.Example.com/" + "/".join(segments) + suffix)
+    assert canonical_url(once) == once
+
+
+def test_amp_cache_and_amp_html() -> None:
+    assert (
+        canonical_url("https://example-com.cdn.ampproject.org/c/s/example.com/news/a.amp.html")
+        == "https://example.com/news/a.html"
+    )
+    assert canonical_url("https://example.com/news/a?outputType=amp&id=3") == (
+        "https://example.com/news/a?id=3"
+    )
+
+
 def test_noise_is_removed() -> None:
     assert (
         canonical_url("HTTPS://Example.COM:443/News/Story/?b=2&a=1&utm_source=tw#top")

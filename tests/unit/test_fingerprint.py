@@ -3,7 +3,16 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.dedup.fingerprint import content_hash, normalize_text, simhash
+from tests.support import story
+from worker.dedup.fingerprint import (
+    bands,
+    content_hash,
+    from_hex,
+    minhash,
+    minhash_hex,
+    normalize_text,
+    similarity,
+)
 
 words = st.lists(st.text(alphabet="abcdefghij", min_size=1, max_size=8), min_size=1, max_size=50)
 
@@ -13,6 +22,7 @@ def test_hash_ignores_spacing_case_and_punctuation(tokens: list[str]) -> None:
     text = " ".join(tokens)
     noisy = "  " + ",\n".join(t.upper() for t in tokens) + "!"
     assert content_hash(text) == content_hash(noisy)
+    assert minhash(text) == minhash(noisy)
 
 
 @given(words, words)
@@ -21,8 +31,18 @@ def test_different_words_hash_differently(a: list[str], b: list[str]) -> None:
         assert content_hash(" ".join(a)) != content_hash(" ".join(b))
 
 
-def test_simhash_is_close_for_light_edits() -> None:
-    base = " ".join(f"word{i} token{i % 7} sentence{i % 13}" for i in range(300))
-    edited = base.replace("word5 ", "changed ", 1)
-    a, b = int(simhash(base), 16), int(simhash(edited), 16)
-    assert bin(a ^ b).count("1") <= 6
+def test_light_edits_stay_similar_and_other_stories_do_not() -> None:
+    text = " ".join(story("wire", 8))
+    edited = text.replace("Reference", "Ref", 2) + " Updated at noon with new details."
+    other = " ".join(story("other", 8))
+    assert similarity(minhash(text), minhash(edited)) >= 0.6
+    assert similarity(minhash(text), minhash(other)) < 0.3
+    assert similarity(minhash(text), minhash(text)) == 1.0
+
+
+def test_signature_encoding_and_bands() -> None:
+    signature = minhash("one two three four five six")
+    assert len(signature) == 32 and all(0 <= v < 1 << 16 for v in signature)
+    assert from_hex(minhash_hex(signature)) == signature
+    assert len(minhash_hex(signature)) == 128
+    assert len(bands(signature)) == 16

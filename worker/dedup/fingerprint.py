@@ -1,14 +1,26 @@
-"""Text fingerprints: an exact hash of normalized text and a near-duplicate SimHash."""
+"""Text fingerprints: an exact hash of the normalized text, and a MinHash signature for
+near duplicates.
+
+MinHash over word 3-shingles estimates the Jaccard similarity of two texts; chosen over
+SimHash by measurement (bench/dedup.py): on light edits of real articles (sentences
+dropped, words changed, lines added) 64-bit SimHash distances overlap those of unrelated
+stories, while MinHash separates them. 32 minimum values of 16 bits come from one
+blake2b digest per shingle; bands of 2 values (32 bits) find candidates (LSH), and the
+low bytes of all 32 values estimate their similarity.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import struct
 import unicodedata
 
-from trafilatura.deduplication import content_fingerprint
-
 _WORD = re.compile(r"\w+")
+SIGNATURE_SIZE = 32  # minimum values, 16 bits each
+BAND_ROWS = 2  # values per LSH band: 16 bands of 32 bits
+SHINGLE = 3
+_UNPACK = struct.Struct(f"<{SIGNATURE_SIZE}H").unpack
 
 
 def normalize_text(text: str) -> str:
@@ -22,6 +34,31 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(normalize_text(text).encode()).hexdigest()[:32]
 
 
-def simhash(text: str) -> str:
-    """64-bit SimHash (hex) of the text, for near-duplicate detection."""
-    return content_fingerprint(text)
+def minhash(text: str) -> tuple[int, ...]:
+    """The MinHash signature of a text: 32 values of 16 bits."""
+    tokens = normalize_text(text).split(" ")
+    count = max(len(tokens) - SHINGLE + 1, 1)
+    shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(count)}
+    rows = [_UNPACK(hashlib.blake2b(s.encode(), digest_size=64).digest()) for s in shingles]
+    return tuple(map(min, zip(*rows, strict=True)))
+
+
+def minhash_hex(signature: tuple[int, ...]) -> str:
+    """The signature as 128 hex characters (the stream field ``minhash``)."""
+    return b"".join(v.to_bytes(2, "big") for v in signature).hex()
+
+
+def from_hex(value: str) -> tuple[int, ...]:
+    raw = bytes.fromhex(value)
+    return tuple(int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2))
+
+
+def bands(signature: tuple[int, ...]) -> list[int]:
+    """LSH bands: consecutive pairs of values as 32-bit numbers."""
+    return [(signature[i] << 16) | signature[i + 1] for i in range(0, len(signature), BAND_ROWS)]
+
+
+def similarity(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Estimated Jaccard similarity of two signatures from their low bytes (b-bit MinHash)."""
+    same = sum((x & 0xFF) == (y & 0xFF) for x, y in zip(a, b, strict=True)) / len(a)
+    return max((same - 1 / 256) / (1 - 1 / 256), 0.0)

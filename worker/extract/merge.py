@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker.dedup.canonical import canonical_url, url_id
-from worker.dedup.fingerprint import content_hash, simhash
+from worker.dedup.fingerprint import content_hash, minhash, minhash_hex
 from worker.errors import ExtractionError
 from worker.model import ExtractedPage, FeedEntry
 from worker.publish.schema import ARTICLE_SCHEMA
@@ -71,5 +71,5 @@ def build_article(
         "text": text,
         "extraction": path,
         "content_hash": content_hash(text),
-        "simhash": simhash(text),
+        "minhash": minhash_hex(minhash(text)),
     }

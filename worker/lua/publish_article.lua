@@ -1,52 +1,151 @@
--- Publish one article outcome atomically: check, XADD, mark. All or nothing in the AOF.
+-- Publish one article atomically: decide (unchanged, exact or near duplicate, new
+-- revision, original), XADD, index and mark, all in one step (all or nothing in the AOF).
+-- Two near-identical articles published at the same instant by two workers therefore
+-- yield exactly one original: the second one finds the first in the index.
+--
 -- KEYS[1] articles stream  KEYS[2] duplicates stream  KEYS[3] article:{id} HASH
 -- KEYS[4] content:{hash}   KEYS[5] entry HASH         KEYS[6] inflight ZSET
 -- KEYS[7] seen:{entry}     KEYS[8] stats HASH
--- ARGV[1] outcome: article | duplicate | unchanged
--- ARGV[2] article id       ARGV[3] content hash       ARGV[4] revision
--- ARGV[5] expected content hash now stored for the id ('' = none)
--- ARGV[6] expected owner of the content hash ('' = none)
--- ARGV[7] message JSON     ARGV[8] duplicate_of       ARGV[9] entry id
--- ARGV[10] ttl seconds     ARGV[11] MAXLEN            ARGV[12] MINID ('' = none)
--- Returns {'conflict', ''} when the preconditions no longer hold (the caller re-decides),
--- {'done', state} when the entry already ended (a redelivered task), else
--- {outcome, stream id or duplicate_of}.
+-- ARGV[1] entry id   ARGV[2] article id   ARGV[3] content hash
+-- ARGV[4] the message JSON after its opening brace, without schema and revision
+-- ARGV[5] ttl seconds   ARGV[6] MAXLEN   ARGV[7] MINID ('' = none)
+-- Near-duplicate index (ARGV[8] = '' disables it):
+-- ARGV[8] key prefix   ARGV[9] similarity threshold   ARGV[10] current generation
+-- ARGV[11] generations to search   ARGV[12] generation ttl seconds
+-- ARGV[13] signature low bytes (32 bytes)   ARGV[14] 16 band values (4 bytes each)
+-- ARGV[15] the 16 bucket numbers, comma-separated   ARGV[16] article id (16 raw bytes)
+-- The index keys (<prefix>:nd:<generation>:<bucket> holding 8-byte entries
+-- band|seq, and <prefix>:ndlog:<n> holding 48-byte records signature|id) are computed
+-- here from the prefix: this script assumes a single Redis, not a cluster.
+--
+-- Returns {'done', state} | {'unchanged', id} | {'duplicate', original id, similarity}
+--       | {'article', stream id, revision}
+
 local state = redis.call('HGET', KEYS[5], 'state')
 if state == 'published' or state == 'duplicate' or state == 'unchanged' or state == 'failed' then
   return {'done', state}
 end
-local stored_hash = redis.call('HGET', KEYS[3], 'content_hash') or ''
-local owner = redis.call('GET', KEYS[4]) or ''
-if stored_hash ~= ARGV[5] or owner ~= ARGV[6] then
-  return {'conflict', ''}
+
+local id, digest, rest, ttl = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local LOG_RECORD, LOG_SPAN, MAX_CANDIDATES = 48, 4096, 256
+
+local function finish(outcome, counter)
+  redis.call('HSET', KEYS[5], 'state', outcome, 'article_id', id)
+  redis.call('ZREM', KEYS[6], ARGV[1])
+  redis.call('SET', KEYS[7], 'done', 'EX', ttl)
+  redis.call('HINCRBY', KEYS[8], counter, 1)
 end
-local outcome = ARGV[1]
-local ttl = tonumber(ARGV[10])
-local result = ''
-local function add(stream)
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[11], '*',
-    'id', ARGV[2], 'revision', ARGV[4], 'data', ARGV[7])
-  if ARGV[12] ~= '' then
-    redis.call('XTRIM', stream, 'MINID', '~', ARGV[12])
+
+local function add(stream, message)
+  local sid = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[6], '*',
+    'id', id, 'data', message)
+  if ARGV[7] ~= '' then
+    redis.call('XTRIM', stream, 'MINID', '~', ARGV[7])
   end
-  return id
+  return sid
 end
-if outcome == 'article' then
-  result = add(KEYS[1])
-  redis.call('HSET', KEYS[3], 'content_hash', ARGV[3], 'revision', ARGV[4], 'stream_id', result)
-  redis.call('SET', KEYS[4], ARGV[2], 'EX', ttl)
-  redis.call('HINCRBY', KEYS[8], 'published', 1)
-elseif outcome == 'duplicate' then
-  add(KEYS[2])
-  redis.call('HSET', KEYS[3], 'content_hash', ARGV[3], 'duplicate_of', ARGV[8])
-  redis.call('HINCRBY', KEYS[8], 'duplicates', 1)
-  result = ARGV[8]
-else
-  redis.call('HINCRBY', KEYS[8], 'unchanged', 1)
+
+local function duplicate(original, similarity)
+  local message = '{"schema":"newswire.duplicate/1","revision":1,"duplicate_of":"' .. original
+    .. '","similarity":' .. string.format('%.4f', similarity) .. ',' .. rest
+  add(KEYS[2], message)
+  redis.call('HSET', KEYS[3], 'content_hash', digest, 'duplicate_of', original)
+  redis.call('EXPIRE', KEYS[3], ttl)
+  finish('duplicate', 'duplicates')
+  return {'duplicate', original, string.format('%.4f', similarity)}
 end
+
+local function hex(raw)
+  return (string.gsub(raw, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+
+local function buckets()
+  local list = {}
+  for n in string.gmatch(ARGV[15], '[^,]+') do list[#list + 1] = n end
+  return list
+end
+
+-- Candidates share a band with us; the best one by estimated similarity wins.
+local function nearest()
+  local prefix, signature, band_values = ARGV[8], ARGV[13], ARGV[14]
+  local seqs, count = {}, 0
+  local list = buckets()
+  local now = tonumber(ARGV[10])
+  for generation = now, now - tonumber(ARGV[11]), -1 do
+    for i, bucket in ipairs(list) do
+      local packed = redis.call('GET', prefix .. ':nd:' .. generation .. ':' .. bucket)
+      if packed then
+        local band = string.sub(band_values, (i - 1) * 4 + 1, i * 4)
+        local from = 1
+        while count < MAX_CANDIDATES do
+          local at = string.find(packed, band, from, true)
+          if not at then break end
+          if (at - 1) % 8 == 0 then
+            local seq = struct.unpack('>I4', packed, at + 4)
+            if not seqs[seq] then seqs[seq] = true; count = count + 1 end
+            from = at + 8
+          else
+            from = at + 1
+          end
+        end
+      end
+    end
+  end
+  local best, best_similarity = nil, -1
+  for seq in pairs(seqs) do
+    local offset = (seq % LOG_SPAN) * LOG_RECORD
+    local record = redis.call('GETRANGE', prefix .. ':ndlog:' .. math.floor(seq / LOG_SPAN),
+      offset, offset + LOG_RECORD - 1)
+    if #record == LOG_RECORD then
+      local same = 0
+      for j = 1, 32 do
+        if string.byte(record, j) == string.byte(signature, j) then same = same + 1 end
+      end
+      local similarity = math.max((same / 32 - 1 / 256) / (1 - 1 / 256), 0)
+      if similarity > best_similarity then best, best_similarity = record, similarity end
+    end
+  end
+  if best and best_similarity >= tonumber(ARGV[9]) then
+    local original = hex(string.sub(best, 33, 48))
+    if original ~= id then return original, best_similarity end
+  end
+  return nil, 0
+end
+
+local function index()
+  local prefix = ARGV[8]
+  local seq = redis.call('INCR', prefix .. ':nd:seq')
+  local log = prefix .. ':ndlog:' .. math.floor(seq / LOG_SPAN)
+  redis.call('SETRANGE', log, (seq % LOG_SPAN) * LOG_RECORD, ARGV[13] .. ARGV[16])
+  redis.call('EXPIRE', log, ttl)
+  for i, bucket in ipairs(buckets()) do
+    local key = prefix .. ':nd:' .. ARGV[10] .. ':' .. bucket
+    redis.call('APPEND', key, string.sub(ARGV[14], (i - 1) * 4 + 1, i * 4) .. struct.pack('>I4', seq))
+    redis.call('EXPIRE', key, tonumber(ARGV[12]))
+  end
+end
+
+local stored = redis.call('HGET', KEYS[3], 'content_hash')
+if stored == digest then
+  finish('unchanged', 'unchanged')
+  return {'unchanged', id}
+end
+local owner = redis.call('GET', KEYS[4])
+if owner and owner ~= id then
+  return duplicate(owner, 1)
+end
+local revision = tonumber(redis.call('HGET', KEYS[3], 'revision') or '0')
+local near = ARGV[8] ~= '' and revision == 0
+if near then
+  local original, similarity = nearest()
+  if original then return duplicate(original, similarity) end
+end
+revision = revision + 1
+local sid = add(KEYS[1], '{"schema":"newswire.article/1","revision":' .. revision .. ',' .. rest)
+redis.call('HSET', KEYS[3], 'content_hash', digest, 'revision', revision, 'stream_id', sid)
+redis.call('HDEL', KEYS[3], 'duplicate_of')
 redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('HSET', KEYS[5], 'state', outcome == 'article' and 'published' or outcome,
-  'article_id', ARGV[2])
-redis.call('ZREM', KEYS[6], ARGV[9])
-redis.call('SET', KEYS[7], 'done', 'EX', ttl)
-return {outcome, result}
+redis.call('SET', KEYS[4], id, 'EX', ttl)
+if near then index() end
+finish('published', 'published')
+return {'article', sid, tostring(revision)}

@@ -1,8 +1,9 @@
 """Idempotent publishing to the output streams, and dead letters.
 
-The decision (new article, new revision, exact duplicate, unchanged) is made here from
-what Redis holds; the publish script re-checks that nothing changed in between and does
-check + XADD + mark in one atomic step, so a redelivered task never adds a second entry.
+One Lua script (lua/publish_article.lua) decides and acts in a single atomic step:
+unchanged refetch, exact duplicate, near duplicate, new revision or new original; then
+XADD, index and mark. A redelivered task therefore never adds a second entry, and two
+workers racing on near-identical articles produce exactly one original.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from typing import Any
 
 import redis
 
+from worker.dedup.fingerprint import from_hex
+from worker.dedup.index import NearDupIndex
 from worker.keys import Keys
-from worker.lua import Scripts
-from worker.publish.schema import duplicate_message
-
-MAX_CONFLICT_RETRIES = 8
+from worker.lua import run_script
 
 
 @dataclass(frozen=True)
@@ -38,84 +38,57 @@ class Retention:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What publishing did: 'article', 'duplicate', 'unchanged' or 'done' (already ended)."""
+    """What publishing did: 'article', 'duplicate', 'unchanged' or 'done' (already ended).
+
+    ``ref`` is the stream id of an article, or the original's id for a duplicate;
+    ``detail`` the revision of an article or the similarity of a duplicate."""
 
     kind: str
-    ref: str = ""  # stream id for an article, original id for a duplicate
+    ref: str = ""
+    detail: str = ""
 
 
 def _dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
+def message_rest(article: dict[str, Any]) -> str:
+    """The article's JSON after its opening brace, without the fields the script sets."""
+    return _dumps({k: v for k, v in article.items() if k not in ("schema", "revision")})[1:]
+
+
 class Publisher:
     """Publishes article outcomes and dead letters for one deployment."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, retention: Retention) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, retention: Retention, index: NearDupIndex
+    ) -> None:
         self._client = client
         self._keys = keys
         self._retention = retention
-        self._scripts = Scripts(client)
+        self._index = index
 
     def publish(self, article: dict[str, Any], entry_id: str) -> Outcome:
         """Publish ``article`` for entry ``entry_id`` exactly once; return what happened."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            result = self._try_publish(article, entry_id)
-            if result is not None:
-                return result
-        raise RuntimeError(f"publish of {article['id']} kept conflicting")
-
-    def _try_publish(self, article: dict[str, Any], entry_id: str) -> Outcome | None:
-        keys = self._keys
-        digest = article["content_hash"]
-        stored_hash, revision = self._client.hmget(
-            keys.article(article["id"]), ["content_hash", "revision"]
-        )
-        owner = self._client.get(keys.content(digest)) or ""
-        kind, message, duplicate_of = "article", article, ""
-        if stored_hash == digest:
-            kind = "unchanged"
-        elif owner and owner != article["id"]:
-            kind, duplicate_of = "duplicate", owner
-            message = duplicate_message(article, owner, 1.0)
-        else:
-            message = {**article, "revision": int(revision or 0) + 1}
-        result = self._scripts(
+        keys, retention = self._keys, self._retention
+        near = self._index.script_args(from_hex(article["minhash"]), article["id"], time.time())
+        result = run_script(
+            self._client,
             "publish_article",
-            [
-                keys.articles,
-                keys.duplicates,
-                keys.article(article["id"]),
-                keys.content(digest),
-                keys.entry(entry_id),
-                keys.inflight,
-                keys.seen(entry_id),
-                keys.stats,
-            ],
-            [
-                kind,
-                article["id"],
-                digest,
-                message.get("revision", 1),
-                stored_hash or "",
-                owner,
-                _dumps(message),
-                duplicate_of,
-                entry_id,
-                self._retention.window_s,
-                self._retention.maxlen,
-                self._retention.minid(),
-            ],
-        )
-        if result[0] == "conflict":
-            return None
-        return Outcome(result[0], result[1])
+            [keys.articles, keys.duplicates, keys.article(article["id"]),
+             keys.content(article["content_hash"]), keys.entry(entry_id), keys.inflight,
+             keys.seen(entry_id), keys.stats],
+            [entry_id, article["id"], article["content_hash"], message_rest(article),
+             retention.window_s, retention.maxlen, retention.minid(), *near],
+        )  # fmt: skip
+        return Outcome(*result)
 
     def dead_letter(self, entry_id: str, message: dict[str, Any]) -> str:
         """Dead-letter an entry once (a second call for the same entry writes nothing)."""
         keys = self._keys
         return str(
-            self._scripts(
+            run_script(
+                self._client,
                 "fail_entry",
                 [
                     keys.deadletter,
