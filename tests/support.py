@@ -121,6 +121,23 @@ def rss(items: list[dict[str, Any]], title: str = "Test feed", extra: str = "") 
     ).encode()
 
 
+def atom(entries: list[dict[str, Any]], title: str = "Test Atom feed") -> bytes:
+    """An Atom 1.0 document; each entry dict has title, link, id, published, updated (ISO)."""
+    parts = []
+    for e in entries:
+        parts.append(
+            f'<entry><title>{escape(e["title"])}</title><link href="{escape(e["link"])}"/>'
+            f"<id>{escape(e['id'])}</id><published>{e['published']}</published>"
+            f"<updated>{e.get('updated', e['published'])}</updated>"
+            f"<summary>{escape(e.get('summary', ''))}</summary></entry>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<title>{escape(title)}</title><id>urn:test</id><updated>2024-01-01T00:00:00Z</updated>"
+        f"{''.join(parts)}</feed>"
+    ).encode()
+
+
 def messages(rt: Runtime, stream: str) -> list[tuple[str, dict[str, Any]]]:
     """Every message of a stream, each validated against its schema."""
     out = []

@@ -11,6 +11,7 @@ are hashed one by one and only the ones not seen in the previous body are parsed
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import logging
 import time
@@ -53,11 +54,27 @@ class PollResult:
 
 
 def entry_id_for(feed_id: str, item: FeedItem) -> str:
-    """An entry is its canonical link; items without one are keyed by feed and GUID."""
+    """An entry is its canonical link (items without one: feed and GUID), plus its update
+    time when the feed says it changed after publication: a correction is fetched again
+    and published as a new revision if its text changed."""
     if item.link:
-        return url_id(item.link)
-    basis = item.guid or f"{item.title}\n{item.summary}"
-    return hashlib.sha256(f"{feed_id}\n{basis}".encode()).hexdigest()[:32]
+        base = url_id(item.link)
+    else:
+        basis = item.guid or f"{item.title}\n{item.summary}"
+        base = hashlib.sha256(f"{feed_id}\n{basis}".encode()).hexdigest()[:32]
+    if _updated_after_publication(item):
+        return hashlib.sha256(f"{base}@{item.updated}".encode()).hexdigest()[:32]
+    return base
+
+
+def _updated_after_publication(item: FeedItem, slack_s: float = 60.0) -> bool:
+    if not item.updated or not item.published:
+        return False  # Atom's lone <updated> is the creation time as often as not
+    return _epoch(item.updated) - _epoch(item.published) > slack_s
+
+
+def _epoch(iso: str) -> float:
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
 
 
 def to_entries(feed: FeedRecord, parsed: ParsedFeed) -> tuple[list[FeedEntry], int]:
