@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The official AsyncAPI JSON Schemas (npm @asyncapi/specs), to validate config/schema/asyncapi.yaml
+SPECS  := .cache/asyncapi/node_modules/@asyncapi/specs
 
 .PHONY: run test lint bench smoke clean
 
@@ -16,8 +18,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)            ## the all-in-one service (embedded Redis when none is configured)
 	$(BIN)/newswire run
 
-test: $(STAMP)           ## unit + integration tests (real Redis, Celery workers, loopback HTTP)
+test: $(STAMP) $(SPECS)  ## unit + integration tests (real Redis, Celery workers, loopback HTTP)
 	$(BIN)/python -m pytest
+
+$(SPECS):
+	-command -v npm >/dev/null && npm install --prefix .cache/asyncapi --no-audit --no-fund \
+		--silent @asyncapi/specs@6
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests bench
@@ -29,4 +35,4 @@ smoke:                   ## build the image and run the compose stack with podma
 	deploy/smoke.sh
 
 clean:
-	rm -rf $(VENV) .newswire .pytest_cache .ruff_cache
+	rm -rf $(VENV) .newswire .pytest_cache .ruff_cache .cache

@@ -140,7 +140,7 @@ def replay(settings: Settings, path: Path, as_json: bool, timeout: float) -> Non
 )
 @click.option("--group", default=None, help="Read through this consumer group (acknowledging).")
 @click.option(
-    "--consumer", default=None, help="Consumer name within the group (default: host:pid)."
+    "--consumer", default=None, help="Consumer name within the group (default: the host name)."
 )
 @click.option("--count", type=int, default=None, help="Stop after this many entries.")
 @click.option("--no-wait", is_flag=True, help="Stop at the end of the stream instead of waiting.")
@@ -156,7 +156,8 @@ def consume(
     as_json: bool,
 ) -> None:
     """Print stream entries, from the start or through a consumer group."""
-    from worker.observability import process_name
+    import socket
+
     from worker.publish.consumer import consume_stream
 
     with runtime_for(settings) as (rt, _handle):
@@ -165,7 +166,7 @@ def consume(
             rt.client,
             name,
             group,
-            consumer or process_name(),
+            consumer or socket.gethostname(),  # stable: a restart re-reads its own pending
             count,
             wait=not no_wait,
             deadletter=rt.keys.deadletter,

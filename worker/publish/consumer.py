@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import redis
@@ -118,17 +119,15 @@ def consume_stream(
     wait: bool,
     deadletter: str | None = None,
 ) -> Iterator[Entry]:
-    """Yield up to ``count`` entries: from the start, or through ``group`` (acknowledged
-    once the caller has taken them). With ``wait`` False, stop at the end of the stream."""
-    source = (
-        _group_entries(GroupConsumer(client, stream, group, consumer, deadletter), wait)
-        if group
-        else _range_entries(client, stream, wait)
-    )
-    for taken, entry in enumerate(source, start=1):
-        yield entry
-        if count is not None and taken >= count:
-            return
+    """Yield up to ``count`` entries: from the start, or through ``group`` (each one
+    acknowledged once the caller has taken the next, or stopped). With ``wait`` False,
+    stop at the end of the stream."""
+    limit = count if count is not None else 1 << 62
+    if group:
+        reader = GroupConsumer(client, stream, group, consumer, deadletter)
+        yield from _group_entries(reader, limit, wait)
+    else:
+        yield from islice(_range_entries(client, stream, wait), limit)
 
 
 def _range_entries(client: redis.Redis, stream: str, wait: bool) -> Iterator[Entry]:
@@ -145,15 +144,20 @@ def _range_entries(client: redis.Redis, stream: str, wait: bool) -> Iterator[Ent
             return
 
 
-def _group_entries(reader: GroupConsumer, wait: bool) -> Iterator[Entry]:
+def _group_entries(reader: GroupConsumer, limit: int, wait: bool) -> Iterator[Entry]:
+    """Own pending entries, then ones other consumers left, then new ones; each is
+    acknowledged when the caller asks for the next. Never reads more than ``limit``:
+    what is read and not taken would sit pending until someone reclaims it."""
     reader.ensure_group()
-    for sid, message in reader.pending_own() + reader.reclaim():
-        yield sid, message
-        reader.ack(sid)
-    while True:
-        batch = reader.new(100, block_ms=5000 if wait else None)
-        if not batch and not wait:
-            return
-        for sid, message in batch:
+    taken = 0
+    batch = reader.pending_own(min(limit, 100)) or reader.reclaim(min(limit, 100))
+    while taken < limit:
+        for sid, message in batch[: limit - taken]:
             yield sid, message
             reader.ack(sid)
+            taken += 1
+        if taken >= limit:
+            return
+        batch = reader.new(min(limit - taken, 100), block_ms=5000 if wait else None)
+        if not batch and not wait:
+            return
