@@ -15,10 +15,13 @@ What is measured, in one run:
    position survives keep their text, and their extra copies end as duplicates). The
    clock runs from the first ``request_poll`` to the moment every entry has ended (the
    stats hash: published + duplicates + unchanged + failed == entries) and the pipeline
-   is drained (inflight ZSET and every queue empty). Printed: entries/s and published
-   articles/s. entries/s counts every ended entry: a duplicate went through fetch,
-   extraction, dedup and publishing like an article (near-duplicate detection, if the
-   code has it, may send marked copies of one page to ``news:duplicates``).
+   is drained (inflight ZSET and every queue empty). Printed: entries/s (the pipeline
+   rate) and published articles/s. entries/s counts every ended entry, because a
+   duplicate goes through fetch, extraction, dedup and publishing (to
+   ``news:duplicates``) like an article. The marker defeats only the exact-duplicate
+   check: with near-duplicate detection on (the default since a70e2c3), the marked
+   copies of one corpus page are near-duplicates of its first copy, so expect
+   published == distinct corpus pages used and duplicates == the other copies.
 2. Physical limit. After the pipeline is stopped, this process runs the call the cpu
    workers make, ``worker.extract.article.extract_page`` (trafilatura text + metadata),
    on the same served pages (decoded by ``decode_html`` beforehand, untimed), one page
@@ -606,7 +609,18 @@ def report(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result))
         return
-    run, limit, cores = result["pipeline"], result["limit"], result["cores"]
+    report_pipeline(result)
+    report_limit(result["limit"], result["cores"])
+    report_noise(result)
+    print(
+        f"ratio pipeline/limit: {result['ratio']} (vs measured {result['cores']} processes: "
+        f"{result['ratio_parallel']}; cpu-time ratio, extraction ms per page / pipeline ms "
+        f"per entry: {result['ratio_cpu']})"
+    )
+
+
+def report_pipeline(result: dict[str, Any]) -> None:
+    run = result["pipeline"]
     print(
         f"code {result['revision']}, delay {result['delay_ms']:.0f} ms, {run['entries']} "
         f"entries in {result['feeds']} feeds, io threads {run['io_concurrency']}, "
@@ -626,6 +640,9 @@ def report(result: dict[str, Any], as_json: bool) -> None:
     print(f"  cpu s in the window ({run['cpu_available_s']} available): {run['cpu_seconds']}")
     print(f"  cpu ms per entry: {run['cpu_ms_per_entry']}")
     print(f"  peak RSS MiB: {run['peak_rss_mb']}")
+
+
+def report_limit(limit: dict[str, Any], cores: int) -> None:
     print(
         f"limit (wall): {limit['single_process_pages_per_s']} pages/s in one process x {cores}"
         f" = {limit['limit_pages_per_s']}; {cores} processes measured "
@@ -640,11 +657,19 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         f"  cpu s: one process {limit['single_cpu_seconds']}; "
         f"{cores} processes {limit['parallel_cpu_seconds']}"
     )
-    print(
-        f"ratio pipeline/limit: {result['ratio']} (vs measured {cores} processes: "
-        f"{result['ratio_parallel']}; cpu-time ratio, extraction ms per page / pipeline ms "
-        f"per entry: {result['ratio_cpu']})"
-    )
+
+
+def report_noise(result: dict[str, Any]) -> None:
+    """Warn when other work on the machine took a visible share of a timed window."""
+    limit, cores = result["limit"], result["cores"]
+    for phase, cpu in (
+        ("pipeline", result["pipeline"]["cpu_seconds"]),
+        ("one-process limit", limit["single_cpu_seconds"]),
+        (f"{cores}-process limit", limit["parallel_cpu_seconds"]),
+    ):
+        share = cpu["others"] / max(sum(cpu.values()), 1e-9)
+        if share > 0.1:
+            print(f"  WARNING: other work took {share:.0%} of the busy CPU during the {phase}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,9 +3,10 @@
 The lookup and the insert run inside the publish script (lua/publish_article.lua), so
 that "is there a near duplicate?" and "I am the original" are one atomic step. This
 module prepares that script's arguments. Layout, per generation of ``generation_days``:
-16 LSH bands, each band value appended as an 8-byte entry (band | sequence number) to
-one of ``2**bucket_bits`` packed strings, and a log of 48-byte records (32 low bytes of
-the signature | the article id) addressed by sequence number. Generations older than
+16 LSH bands, each band value kept as a 6-byte entry (16 bits of the band | sequence
+number) in one of ``2**bucket_bits`` packed strings chosen by the band's full 32 bits,
+and a log of 48-byte records (32 low bytes of the signature | the article id) addressed
+by sequence number. Generations older than
 the dedup window expire as whole keys, so memory stays bounded without a sweeper.
 """
 
@@ -50,7 +51,7 @@ class NearDupIndex:
             back,
             int((back + 1) * span),
             bytes(v & 0xFF for v in signature),
-            b"".join(v.to_bytes(4, "big") for v in values),
+            b"".join((v >> 16).to_bytes(2, "big") for v in values),
             ",".join(str(self.bucket(i, v)) for i, v in enumerate(values)),
             bytes.fromhex(article_id),
         ]

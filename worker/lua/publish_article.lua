@@ -12,11 +12,13 @@
 -- Near-duplicate index (ARGV[8] = '' disables it):
 -- ARGV[8] key prefix   ARGV[9] similarity threshold   ARGV[10] current generation
 -- ARGV[11] generations to search   ARGV[12] generation ttl seconds
--- ARGV[13] signature low bytes (32 bytes)   ARGV[14] 16 band values (4 bytes each)
+-- ARGV[13] signature low bytes (32 bytes)   ARGV[14] 16 band tags (2 bytes each)
 -- ARGV[15] the 16 bucket numbers, comma-separated   ARGV[16] article id (16 raw bytes)
--- The index keys (<prefix>:nd:<generation>:<bucket> holding 8-byte entries
--- band|seq, and <prefix>:ndlog:<n> holding 48-byte records signature|id) are computed
--- here from the prefix: this script assumes a single Redis, not a cluster.
+-- The index keys (<prefix>:nd:<generation>:<bucket> holding 6-byte entries
+-- band tag|seq, and <prefix>:ndlog:<n> holding 48-byte records signature|id) are
+-- computed here from the prefix: this script assumes a single Redis, not a cluster.
+-- They are rewritten whole (GET, SET) rather than APPENDed: APPEND leaves strings with
+-- up to twice the room they need, and the index is meant to cost ~150 bytes an article.
 --
 -- Returns {'done', state} | {'unchanged', id} | {'duplicate', original id, similarity}
 --       | {'article', stream id, revision}
@@ -27,7 +29,7 @@ if state == 'published' or state == 'duplicate' or state == 'unchanged' or state
 end
 
 local id, digest, rest, ttl = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local LOG_RECORD, LOG_SPAN, MAX_CANDIDATES = 48, 4096, 256
+local ENTRY, TAG, LOG_RECORD, LOG_SPAN, MAX_CANDIDATES = 6, 2, 48, 1024, 256
 
 local function finish(outcome, counter)
   redis.call('HSET', KEYS[5], 'state', outcome, 'article_id', id)
@@ -75,15 +77,15 @@ local function nearest()
     for i, bucket in ipairs(list) do
       local packed = redis.call('GET', prefix .. ':nd:' .. generation .. ':' .. bucket)
       if packed then
-        local band = string.sub(band_values, (i - 1) * 4 + 1, i * 4)
+        local band = string.sub(band_values, (i - 1) * TAG + 1, i * TAG)
         local from = 1
         while count < MAX_CANDIDATES do
           local at = string.find(packed, band, from, true)
           if not at then break end
-          if (at - 1) % 8 == 0 then
-            local seq = struct.unpack('>I4', packed, at + 4)
+          if (at - 1) % ENTRY == 0 then
+            local seq = struct.unpack('>I4', packed, at + TAG)
             if not seqs[seq] then seqs[seq] = true; count = count + 1 end
-            from = at + 8
+            from = at + ENTRY
           else
             from = at + 1
           end
@@ -112,16 +114,21 @@ local function nearest()
   return nil, 0
 end
 
+local function extend(key, data, expire, at)
+  local value = redis.call('GET', key) or ''
+  if at and #value < at then value = value .. string.rep('\0', at - #value) end
+  redis.call('SET', key, value .. data, 'EX', expire)
+end
+
 local function index()
   local prefix = ARGV[8]
   local seq = redis.call('INCR', prefix .. ':nd:seq')
-  local log = prefix .. ':ndlog:' .. math.floor(seq / LOG_SPAN)
-  redis.call('SETRANGE', log, (seq % LOG_SPAN) * LOG_RECORD, ARGV[13] .. ARGV[16])
-  redis.call('EXPIRE', log, ttl)
+  extend(prefix .. ':ndlog:' .. math.floor(seq / LOG_SPAN), ARGV[13] .. ARGV[16], ttl,
+    (seq % LOG_SPAN) * LOG_RECORD)
+  local packed = struct.pack('>I4', seq)
   for i, bucket in ipairs(buckets()) do
-    local key = prefix .. ':nd:' .. ARGV[10] .. ':' .. bucket
-    redis.call('APPEND', key, string.sub(ARGV[14], (i - 1) * 4 + 1, i * 4) .. struct.pack('>I4', seq))
-    redis.call('EXPIRE', key, tonumber(ARGV[12]))
+    local tag = string.sub(ARGV[14], (i - 1) * TAG + 1, i * TAG)
+    extend(prefix .. ':nd:' .. ARGV[10] .. ':' .. bucket, tag .. packed, tonumber(ARGV[12]))
   end
 end
 
