@@ -37,6 +37,11 @@ def queue_names(settings: Settings) -> Queues:
     return Queues(f"{prefix}.poll", f"{prefix}.fetch", f"{prefix}.extract")
 
 
+def soft_time_limit(settings: Settings) -> float:
+    """When a task is asked to stop (SoftTimeLimitExceeded), before the hard kill."""
+    return max(settings.task_time_limit_s - 10, settings.task_time_limit_s / 2)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours (reliability.md, 'Settings for our worker')."""
     queues = queue_names(settings)
@@ -63,9 +68,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.task_time_limit_s,
-        "task_soft_time_limit": max(
-            settings.task_time_limit_s - 10, settings.task_time_limit_s / 2
-        ),
+        "task_soft_time_limit": soft_time_limit(settings),
         "worker_max_tasks_per_child": settings.max_tasks_per_child,
         "worker_max_memory_per_child": settings.max_memory_per_child_kb,
         "worker_cancel_long_running_tasks_on_connection_loss": True,

@@ -76,7 +76,8 @@ def feed_rows(records: list[FeedRecord], now: float) -> list[str]:
         error = (
             f"last_error={f.last_error!r} ({_ago(f.last_error_at, now)})" if f.last_error else ""
         )
-        interval = f"{f.interval_s:.0f}s" if f.interval_s else "default"
+        current = f"{f.current_interval_s:.0f}s" if f.current_interval_s else "-"
+        interval = f"{f.interval_s:.0f}s (fixed)" if f.interval_s else f"{current} (adaptive)"
         rows.append(
             f"{f.feed_id} {f.status:<8} {f.url} title={f.title!r} "
             f"last_success={_ago(f.last_success, now)} failures={f.consecutive_failures} "

@@ -11,14 +11,17 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from worker import pipeline
-from worker.celery_app import app
+from worker.celery_app import app, soft_time_limit
 from worker.config import load_settings
+from worker.extract.article import release_memory
 from worker.feeds.poll import poll_feed as poll_feed_once
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 _runtime: list[Runtime | None] = [None]
 _poll_pool: list[ThreadPoolExecutor | None] = [None]
+_extractions = [0]
+RESET_CACHES_EVERY = 500  # trafilatura, htmldate and courlan caches grow with every page
 
 
 def runtime() -> Runtime:
@@ -90,11 +93,14 @@ def fetch_page(entry_id: str) -> str:
 def extract_page(entry_id: str) -> str:
     """Extract, dedup and publish one fetched entry."""
     rt = runtime()
+    _extractions[0] += 1
+    if _extractions[0] % RESET_CACHES_EVERY == 0:
+        release_memory()
     try:
         return pipeline.extract_stage(rt, entry_id).detail
     except SoftTimeLimitExceeded:
         entry = rt.ledger.entry(entry_id)
         if entry is not None:
-            detail = f"extraction exceeded {rt.settings.task_time_limit_s}s"
+            detail = f"extraction exceeded its {soft_time_limit(rt.settings):.0f}s time limit"
             pipeline.dead_letter(rt, entry, "extraction_timeout", detail, False, 1)
         return "failed"

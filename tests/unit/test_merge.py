@@ -54,6 +54,15 @@ def test_published_precedence() -> None:
     assert merge_published(None, "2024-05-01T10:00:00Z") == "2024-05-01T10:00:00Z"
 
 
+def test_undeclared_language_is_detected() -> None:
+    entry = FeedEntry(entry_id="e", feed_id="f", feed_url="u", url="https://s.example/a")
+    text = "Der Bundestag hat am Donnerstag ein neues Gesetz beschlossen, das Mieten begrenzt. " * 4
+    doc = build_article(
+        entry, ExtractedPage(text=text), "https://s.example/a", "2024-05-01T11:00:00Z", 50
+    )
+    assert doc["language"] == "de"
+
+
 def test_language_and_headline() -> None:
     assert page_language('<html class="x" lang="en-GB">') == "en-gb"
     assert page_language('<meta property="og:locale" content="de_DE">') == "de"

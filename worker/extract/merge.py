@@ -1,6 +1,7 @@
 """Build the article document from the page and the feed: precedence and fallback.
 
-Precedence, field by field: the page wins where it has a value, the feed fills gaps.
+Precedence, field by field: the page wins where it has a value, the feed fills gaps
+(language: the page's declaration, the feed's, then detection from the text).
 Two exceptions: ``published`` keeps the feed's timestamp when the page gives only the
 same day (pages rarely carry a time), and tags are the union of both.
 Text: the page's body if it has at least ``min_chars`` characters, else whichever of
@@ -15,6 +16,7 @@ from typing import Any
 from worker.dedup.canonical import canonical_url, url_id
 from worker.dedup.fingerprint import content_hash, minhash, minhash_hex
 from worker.errors import ExtractionError
+from worker.extract.language import detect_language
 from worker.model import ExtractedPage, FeedEntry
 from worker.publish.schema import ARTICLE_SCHEMA
 
@@ -63,7 +65,7 @@ def build_article(
         "published": merge_published(page.published, entry.published),
         "updated": entry.updated,
         "fetched_at": fetched_at,
-        "language": page.language or entry.language,
+        "language": page.language or entry.language or detect_language(text),
         "sitename": page.sitename,
         "description": page.description or None,
         "tags": list(dict.fromkeys([*page.tags, *entry.tags])),
