@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
 import unicodedata
+
+import numpy as np
 
 _WORD = re.compile(r"\w+")
 SIGNATURE_SIZE = 32  # minimum values, 16 bits each
 BAND_ROWS = 2  # values per LSH band: 16 bands of 32 bits
 SHINGLE = 3
-_UNPACK = struct.Struct(f"<{SIGNATURE_SIZE}H").unpack
 
 
 def normalize_text(text: str) -> str:
@@ -31,16 +31,33 @@ def normalize_text(text: str) -> str:
 
 def content_hash(text: str) -> str:
     """Exact fingerprint of the normalized text (hex, 128 bits of SHA-256)."""
-    return hashlib.sha256(normalize_text(text).encode()).hexdigest()[:32]
+    return _content_hash(normalize_text(text))
 
 
 def minhash(text: str) -> tuple[int, ...]:
     """The MinHash signature of a text: 32 values of 16 bits."""
-    tokens = normalize_text(text).split(" ")
+    return _minhash(normalize_text(text))
+
+
+def fingerprints(text: str) -> tuple[str, str]:
+    """(content hash, MinHash hex) of a text, normalizing it once."""
+    normalized = normalize_text(text)
+    return _content_hash(normalized), minhash_hex(_minhash(normalized))
+
+
+def _content_hash(normalized: str) -> str:
+    return hashlib.sha256(normalized.encode()).hexdigest()[:32]
+
+
+def _minhash(normalized: str) -> tuple[int, ...]:
+    tokens = normalized.split(" ")
     count = max(len(tokens) - SHINGLE + 1, 1)
     shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(count)}
-    rows = [_UNPACK(hashlib.blake2b(s.encode(), digest_size=64).digest()) for s in shingles]
-    return tuple(map(min, zip(*rows, strict=True)))
+    digests = b"".join([hashlib.blake2b(s.encode(), digest_size=64).digest() for s in shingles])
+    # one 64-byte digest per shingle = 32 values of 16 bits; the column minima are the
+    # signature (numpy: the minimum over ~600 rows in Python costs three times as much)
+    rows = np.frombuffer(digests, dtype="<u2").reshape(-1, SIGNATURE_SIZE)
+    return tuple(rows.min(axis=0).tolist())
 
 
 def minhash_hex(signature: tuple[int, ...]) -> str:

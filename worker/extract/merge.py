@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker.dedup.canonical import canonical_url, url_id
-from worker.dedup.fingerprint import content_hash, minhash, minhash_hex
+from worker.dedup.fingerprint import fingerprints
 from worker.errors import ExtractionError
 from worker.extract.language import detect_language
 from worker.model import ExtractedPage, FeedEntry
@@ -52,6 +52,7 @@ def build_article(
             "no_content", entry.url, f"{len(text.strip())} characters of text from page and feed"
         )
     canonical = canonical_url(page.canonical_url or fetched_url or entry.url)
+    digest, signature = fingerprints(text)
     return {
         "schema": ARTICLE_SCHEMA,
         "id": url_id(canonical),
@@ -72,6 +73,6 @@ def build_article(
         "image": page.image or entry.image,
         "text": text,
         "extraction": path,
-        "content_hash": content_hash(text),
-        "minhash": minhash_hex(minhash(text)),
+        "content_hash": digest,
+        "minhash": signature,
     }
