@@ -136,6 +136,19 @@ class PeakRss:
         self._thread.join()
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each process tree (this process: itself only)."""
+    used = {}
+    for name, pid in pids.items():
+        try:
+            proc = psutil.Process(pid)
+            tree = [proc] if pid == os.getpid() else [proc, *proc.children(recursive=True)]
+            used[name] = sum(sum(p.cpu_times()[:2]) for p in tree)
+        except psutil.Error:
+            used[name] = 0.0
+    return used
+
+
 def _stat(rt: Runtime, name: str) -> int:
     return int(rt.client.hget(rt.keys.stats, name) or 0)
 
@@ -161,14 +174,19 @@ def register(rt: Runtime, urls: list[str]) -> list[str]:
     return ids
 
 
-def run_pass(rt: Runtime, ids: list[str], counters: list[str], timeout: float) -> float:
-    """Make ``ids`` due now; return polls per second until all of them were polled."""
+POLL_COUNTERS = ["polls_parsed", "polls_unchanged", "polls_not_modified", "polls_failed"]
+
+
+def run_pass(rt: Runtime, ids: list[str], timeout: float) -> tuple[float, dict[str, int]]:
+    """Make ``ids`` due now; wait until each was polled once, whatever the outcome;
+    return polls per second and how many polls ended in each outcome."""
+    before = {c: _stat(rt, c) for c in POLL_COUNTERS}
     counting = threading.Event()
     result: list[float] = []
 
     def waiter() -> None:
         counting.set()
-        result.append(wait_polls(rt, counters, len(ids), timeout))
+        result.append(wait_polls(rt, POLL_COUNTERS, len(ids), timeout))
 
     thread = threading.Thread(target=waiter)
     thread.start()
@@ -178,7 +196,8 @@ def run_pass(rt: Runtime, ids: list[str], counters: list[str], timeout: float) -
     thread.join()
     if not result:
         raise RuntimeError("pass did not finish")
-    return len(ids) / result[0]
+    outcomes = {c.removeprefix("polls_"): _stat(rt, c) - before[c] for c in POLL_COUNTERS}
+    return len(ids) / result[0], {k: v for k, v in outcomes.items() if v}
 
 
 def parse_args() -> argparse.Namespace:
@@ -186,8 +205,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--feeds", type=int, default=20_000, help="unchanged (304) feeds")
     parser.add_argument("--changed-feeds", type=int, default=1_000, help="changed 50-item feeds")
     parser.add_argument("--hosts", type=int, default=8, help="loopback addresses serving feeds")
-    parser.add_argument("--io-workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=16, help="threads per io worker")
+    parser.add_argument("--io-workers", type=int, default=4, help="poll worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="Celery threads per io worker")
+    parser.add_argument("--poll-threads", type=int, default=6, help="poll threads per worker")
+    parser.add_argument("--batch", type=int, default=20, help="feeds per poll task")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--json", action="store_true")
     return parser.parse_args()
@@ -208,7 +229,7 @@ def main() -> None:
         stream_prefix="benchpoll:news", allow_private_hosts=True, feeds_file=None,
         seed_on_start=False, host_concurrency=64, host_delay_s=0.0, scheduler_batch=2000,
         poll_interval_s=86_400, io_concurrency=args.threads, log_level="WARNING",
-        unconditional_poll_every=0,
+        unconditional_poll_every=0, poll_threads=args.poll_threads, poll_batch=args.batch,
     )  # fmt: skip
     configure(settings)
     rt = Runtime.build(settings, redis_server.url)
@@ -220,7 +241,8 @@ def main() -> None:
     stop_scheduler = threading.Event()
     figures: dict[str, Any] = {"feeds_304": args.feeds, "feeds_changed": args.changed_feeds,
                                "hosts": args.hosts, "io_workers": args.io_workers,
-                               "threads": args.threads, "cores": os.cpu_count()}  # fmt: skip
+                               "threads": args.threads, "poll_threads": args.poll_threads,
+                               "batch": args.batch, "cores": os.cpu_count()}  # fmt: skip
     try:
         t0 = time.monotonic()
         a_ids = register(rt, [f"{origins[n % len(origins)]}/a/{n}" for n in range(args.feeds)])
@@ -234,18 +256,19 @@ def main() -> None:
             time.sleep(0.2)
         threading.Thread(target=run_scheduler, args=(rt, stop_scheduler), daemon=True).start()
         pids = {key: proc.pid for key, proc in workers.processes.items()}
+        measured = {**pids, "feed_server": server.pid, "valkey": redis_server.process.pid,
+                    "bench+scheduler": os.getpid()}  # fmt: skip
         with PeakRss(pids) as rss:
-            parsed = ["polls_parsed", "polls_unchanged", "polls_failed"]
-            figures["a_first_pass_polls_per_s"] = round(
-                run_pass(rt, a_ids, parsed, args.timeout), 1
-            )
-            figures["a_304_polls_per_s"] = round(
-                run_pass(rt, a_ids, ["polls_not_modified", "polls_failed"], args.timeout), 1
-            )
-            figures["b_first_pass_feeds_per_s"] = round(
-                run_pass(rt, b_ids, parsed, args.timeout), 1
-            )
-            figures["b_changed_feeds_per_s"] = round(run_pass(rt, b_ids, parsed, args.timeout), 1)
+            for name, ids in (("a_first_pass", a_ids), ("a_304", a_ids),
+                              ("b_first_pass", b_ids), ("b_changed", b_ids)):  # fmt: skip
+                before = cpu_seconds(measured)
+                rate, outcomes = run_pass(rt, ids, args.timeout)
+                after = cpu_seconds(measured)
+                figures[f"{name}_polls_per_s"] = round(rate, 1)
+                figures[f"{name}_outcomes"] = outcomes
+                figures[f"{name}_cpu_ms_per_poll"] = {
+                    k: round((after[k] - before[k]) * 1000 / len(ids), 2) for k in measured
+                }
         figures["polls_failed"] = _stat(rt, "polls_failed")
         figures["worker_peak_rss_mb"] = {k: round(v / 2**20, 1) for k, v in rss.peaks.items()}
         figures["redis_used_memory_mb"] = round(

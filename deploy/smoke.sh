@@ -64,8 +64,11 @@ container_of() {
 }
 
 # Stop the app before Redis, as Docker Compose does (podman-compose 1.x stops everything at
-# once): a worker told to stop after Redis has gone can spend 30-50 s in its shutdown hook
-# (heartbeat removal, retried with 5 s connect timeouts) and then gets killed.
+# once): a worker's warm shutdown opens new Redis connections (Celery's remote-control
+# channel, the heartbeat removal), each retried, so with Redis gone it can take 30-50 s.
+# The same happens here now and then with Redis up: podman 4.3's aardvark-dns sometimes
+# stops answering for a while after a container leaves the network, and each lookup of
+# "redis" then times out (about 20 s). The down step shows each service's stop time.
 stack_down() {
     compose stop worker-io worker-cpu scheduler && compose down -v
 }
@@ -291,6 +294,24 @@ step_done
 # --- 5. down -------------------------------------------------------------------------
 
 step "compose stop (app, then redis) and down -v"
+# Each app service is stopped on its own clock so a slow one shows; exit 137 means it was
+# killed at the end of its stop_grace_period instead of finishing its warm shutdown.
+declare -A stopped_cid=()
+for service in worker-io worker-cpu scheduler; do
+    stopped_cid[$service]=$(container_of "$service")
+    (
+        t0=$(now)
+        compose stop "$service" >"$WORK/stop-$service.log" 2>&1
+        printf '%s %s\n' "$service" "$(elapsed "$t0")" >"$WORK/stop-$service.time"
+    ) &
+done
+wait
+for service in worker-io worker-cpu scheduler; do
+    read -r _ dt <"$WORK/stop-$service.time"
+    code=$(podman inspect --format '{{.State.ExitCode}}' "${stopped_cid[$service]}")
+    printf '   %-10s stopped in %5s s, exit %s\n' "$service" "$dt" "$code"
+    ((code != 137)) || echo "   WARNING: $service was killed at the end of its grace period"
+done
 quiet down stack_down
 STACK_UP=0
 left=$(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT")

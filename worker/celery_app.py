@@ -76,6 +76,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        # Nothing uses remote control; closing its channel at shutdown opens a fresh
+        # connection, which can stall a warm shutdown when Redis or DNS is away.
+        "worker_enable_remote_control": False,
         "task_default_queue": queues.poll,
         "task_create_missing_queues": True,
         "task_routes": {

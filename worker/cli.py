@@ -38,12 +38,14 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def runtime_for(settings: Settings, adopt: bool = False) -> Iterator[tuple[Runtime, RedisHandle]]:
+def runtime_for(
+    settings: Settings, adopt: bool = False, attach_only: bool = False
+) -> Iterator[tuple[Runtime, RedisHandle]]:
     """Open Redis (attach, own or external), configure Celery, and build a Runtime."""
     from worker.celery_app import configure
     from worker.tasks import use_runtime
 
-    handle = open_redis(settings.redis_url, settings.data_dir, adopt=adopt)
+    handle = open_redis(settings.redis_url, settings.data_dir, adopt, attach_only)
     try:
         settings = settings.model_copy(update={"redis_url": handle.url})
         configure(settings)
@@ -97,14 +99,13 @@ def scheduler(settings: Settings) -> None:
     """Run the scheduler alone: claims due feeds, enqueues polls, sweeps expired leases."""
     import signal
 
-    from worker.scheduler import load_feeds_file, run_scheduler
+    from worker.scheduler import run_scheduler
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with runtime_for(settings) as (rt, _handle):
-        load_feeds_file(rt, settings.feeds_file)
-        run_scheduler(rt, stop)
+        run_scheduler(rt, stop, settings.feeds_file)
 
 
 @main.command()
@@ -315,7 +316,7 @@ def status(settings: Settings, as_json: bool, check: bool, required: tuple[str, 
     from worker.status import collect_status, health_ok, render_status
 
     try:
-        with runtime_for(settings) as (rt, _handle):
+        with runtime_for(settings, attach_only=check) as (rt, _handle):
             if check:
                 sys.exit(0 if health_ok(rt, required) else 1)
             report = collect_status(rt)

@@ -16,7 +16,6 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -193,11 +192,14 @@ class RedisHandle:
             self._lock = None
 
 
-def open_redis(redis_url: str | None, data_dir: Path, adopt: bool = False) -> RedisHandle:
+def open_redis(
+    redis_url: str | None, data_dir: Path, adopt: bool = False, attach_only: bool = False
+) -> RedisHandle:
     """Use ``redis_url`` if given; else attach to the data directory's server or start it.
 
     ``adopt`` (the long-running service) waits to own the server: it takes over a server
     whose owner has gone and stops it on exit. Short commands just attach if one runs.
+    ``attach_only`` (a health probe) never starts one: no running server is an error.
     """
     if redis_url:
         return RedisHandle(redis_url)
@@ -205,6 +207,8 @@ def open_redis(redis_url: str | None, data_dir: Path, adopt: bool = False) -> Re
     running = _running_url(data_dir)
     if running and not adopt:
         return RedisHandle(running)
+    if attach_only:
+        raise RuntimeError(f"no newswire Redis is running for {data_dir}")
     lock = _acquire_lock(data_dir, wait=LOCK_WAIT_S if adopt else 0.0)
     if lock is None:
         # Someone else owns the lock: they are starting or running the server.
@@ -289,13 +293,3 @@ def _wait_for_running(data_dir: Path, timeout: float = START_TIMEOUT_S + 5) -> s
             return url
         time.sleep(0.1)
     raise RuntimeError(f"another process holds {data_dir / 'redis.lock'} but no server answers")
-
-
-@contextlib.contextmanager
-def redis_for(redis_url: str | None, data_dir: Path, adopt: bool = False) -> Iterator[RedisHandle]:
-    """Context manager around open_redis() that always releases what it owns."""
-    handle = open_redis(redis_url, data_dir, adopt=adopt)
-    try:
-        yield handle
-    finally:
-        handle.close()

@@ -93,7 +93,10 @@ class Runtime:
                 self.settings.effective_user_agent,
                 allow_private=self.settings.allow_private_hosts,
                 gate=gate,
-                max_connections=max(self.settings.io_concurrency * 2, 10),
+                # More connections than threads that can use them: a sync httpcore pool
+                # that makes requests wait for a connection can close one under a
+                # request it was just handed to (encode/httpcore#1110).
+                max_connections=2 * (self.settings.io_concurrency + self.settings.poll_threads),
                 origin_allowed=self.origin_allowed,
             )
         return self._fetcher

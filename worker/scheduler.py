@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import redis
 import yaml
 
 from worker.feeds.schedule import claim_due
@@ -56,17 +57,25 @@ def sweep(rt: Runtime) -> int:
     return len(expired)
 
 
-def run_scheduler(rt: Runtime, stop: threading.Event) -> None:
-    """Loop until ``stop`` is set; errors are logged and the loop goes on."""
+def run_scheduler(rt: Runtime, stop: threading.Event, feeds_file: Path | None = None) -> None:
+    """Register ``feeds_file``'s feeds, then loop until ``stop`` is set. Errors are logged
+    and the loop goes on: Redis may come up after us, or go away for a while."""
     last_sweep = 0.0
+    feeds_loaded = feeds_file is None
     while not stop.is_set():
         claimed = 0
         try:
+            if not feeds_loaded:
+                log.info("%d feeds listed in %s", load_feeds_file(rt, feeds_file), feeds_file)
+                feeds_loaded = True
             claimed = tick(rt)
             if time.monotonic() - last_sweep >= rt.settings.sweep_interval_s:
                 sweep(rt)
                 beat(rt.client, rt.keys, "scheduler")
                 last_sweep = time.monotonic()
+        except redis.RedisError as exc:
+            log.warning("scheduler: redis unavailable (%s); retrying", exc)
+            stop.wait(min(5.0, rt.settings.scheduler_tick_s * 5))
         except Exception:
             log.exception("scheduler tick failed; retrying")
             stop.wait(min(5.0, rt.settings.scheduler_tick_s * 5))

@@ -142,22 +142,19 @@ class Service:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the exit status."""
         from worker.replay import replay_in_background
-        from worker.scheduler import load_feeds_file, run_scheduler
+        from worker.scheduler import run_scheduler
         from worker.tasks import use_runtime
 
         self._install_signals()
         rt = Runtime.build(self.settings, self.settings.redis_url or "")
         use_runtime(rt)
-        listed = load_feeds_file(rt, self.settings.feeds_file)
-        log.info(
-            "newswire running: redis %s, %d feeds from %s",
-            self.handle.url,
-            listed,
-            self.settings.feeds_file,
-        )
+        log.info("newswire running: redis %s, data %s", self.handle.url, self.settings.data_dir)
         self.workers.start()
         scheduler = threading.Thread(
-            target=run_scheduler, args=(rt, self.stop_event), name="scheduler", daemon=True
+            target=run_scheduler,
+            args=(rt, self.stop_event, self.settings.feeds_file),
+            name="scheduler",
+            daemon=True,
         )
         scheduler.start()
         if self.seed:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 from celery.signals import worker_ready, worker_shutting_down
 
 from worker.celery_app import ROLE_QUEUES, app, queue_names
@@ -66,9 +67,14 @@ def _beat_when_ready(rt: Runtime, role: str) -> None:
     @worker_shutting_down.connect(weak=False)
     def _stopping(**_: Any) -> None:
         stop.set()
-        for name in roles:
-            with contextlib.suppress(Exception):
-                rt.client.delete(rt.keys.heartbeat(f"worker-{name}", process_name()))
+        # Say at once that we are gone (a command starting now must not count on us), with
+        # a one-shot client: a shutdown must not wait for Redis, or for DNS in a container.
+        with contextlib.suppress(Exception):
+            quick = redis.Redis.from_url(
+                rt.settings.redis_url or "", socket_timeout=1, socket_connect_timeout=1
+            )
+            quick.delete(*(rt.keys.heartbeat(f"worker-{n}", process_name()) for n in roles))
+            quick.close()
 
 
 def live_roles(rt: Runtime) -> set[str]:
