@@ -34,15 +34,23 @@ class Leases:
 
 
 @dataclass(frozen=True)
+class HandedPage:
+    """A fetched page waiting for extraction."""
+
+    url: str
+    fetched_at: str
+    html: str
+
+
+@dataclass(frozen=True)
 class StageStart:
-    """Answer to 'may this stage run?': go, done (already ended), exhausted or missing."""
+    """Answer to 'may this stage run?' (go, done: already ended, exhausted, missing), with
+    the entry and, for extraction, the page handed over by the fetch stage."""
 
     verdict: str
     detail: str = ""
-
-    @property
-    def go(self) -> bool:
-        return self.verdict == "go"
+    entry: FeedEntry | None = None
+    page: HandedPage | None = None
 
 
 class Ledger:
@@ -69,14 +77,27 @@ class Ledger:
             args += [entry.entry_id, entry.to_json()]
         return list(self._scripts("claim_entries", [self._keys.inflight], args))
 
-    def start(self, entry_id: str, stage: str) -> StageStart:
-        """Begin a stage: count the attempt and renew the lease, unless the entry ended."""
-        verdict, detail = self._scripts(
+    def start(self, entry_id: str, stage: str, with_page: bool = False) -> StageStart:
+        """Begin a stage: count the attempt and renew the lease, unless the entry ended;
+        return the entry (and the handed-over page) in the same round trip."""
+        page_key = self._keys.page(entry_id) if with_page else ""
+        reply = self._scripts(
             "start_stage",
-            [self._keys.entry(entry_id), self._keys.inflight],
+            [self._keys.entry(entry_id), self._keys.inflight, page_key],
             [entry_id, time.time(), self._leases.running_s, self._leases.max_attempts, stage],
         )
-        return StageStart(verdict, detail)
+        entry = FeedEntry.from_json(reply[2]) if len(reply) > 2 and reply[2] else None
+        page = HandedPage(*reply[3:6]) if len(reply) > 5 and reply[5] is not None else None
+        return StageStart(reply[0], reply[1], entry, page)
+
+    def hand_over(self, entry_id: str, page: HandedPage) -> None:
+        """Keep a fetched page for the extract stage (as long as a queued lease)."""
+        key = self._keys.page(entry_id)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(key, mapping={"url": page.url, "fetched_at": page.fetched_at,
+                                "html": page.html})  # fmt: skip
+        pipe.expire(key, int(self._leases.queued_s))
+        pipe.execute()
 
     def entry(self, entry_id: str) -> FeedEntry | None:
         """Return what the poller stored about an entry."""

@@ -7,13 +7,13 @@ Each stage first asks the ledger whether it may run, so redelivered tasks are no
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
 from worker.errors import ExtractionError, FetchError, HostBusy, NewswireError
 from worker.extract.document import article_document
 from worker.fetch.page import fetch_page
+from worker.ledger import HandedPage
 from worker.model import FeedEntry, utc_iso
 from worker.publish.schema import deadletter_message
 from worker.publish.stream import Outcome
@@ -33,11 +33,9 @@ class StageResult:
 def fetch_stage(rt: Runtime, entry_id: str) -> StageResult:
     """Fetch the entry's page and hand it to the extract stage."""
     start = rt.ledger.start(entry_id, "fetch")
-    if start.verdict in ("done", "missing"):
+    entry = start.entry
+    if start.verdict in ("done", "missing") or entry is None:
         return StageResult("done", start.detail)
-    entry = rt.ledger.entry(entry_id)
-    if entry is None:
-        return StageResult("done", "entry expired")
     if start.verdict == "exhausted":
         return _give_up(rt, entry, int(start.detail))
     attempt = int(start.detail)
@@ -54,40 +52,34 @@ def fetch_stage(rt: Runtime, entry_id: str) -> StageResult:
             log.info("fetch of %s failed (%s), retry in %.0fs", entry.url, exc.reason, delay)
             return StageResult("retry", exc.reason)
         return _fail(rt, entry, exc, attempt)
-    handoff = json.dumps({"url": page.url, "html": page.html, "fetched_at": utc_iso()})
-    rt.client.set(rt.keys.page(entry_id), handoff, ex=int(rt.settings.queued_lease_s))
+    rt.ledger.hand_over(entry_id, HandedPage(page.url, utc_iso(), page.html))
     return StageResult("extract")
 
 
 def extract_stage(rt: Runtime, entry_id: str) -> StageResult:
     """Extract, merge and publish; the outcome lands in the ledger and the streams."""
-    start = rt.ledger.start(entry_id, "extract")
-    if start.verdict in ("done", "missing"):
+    start = rt.ledger.start(entry_id, "extract", with_page=True)
+    entry = start.entry
+    if start.verdict in ("done", "missing") or entry is None:
         return StageResult("done", start.detail)
-    entry = rt.ledger.entry(entry_id)
-    if entry is None:
-        return StageResult("done", "entry expired")
     if start.verdict == "exhausted":
         return _give_up(rt, entry, int(start.detail))
-    raw = rt.client.get(rt.keys.page(entry_id))
-    if raw is None:
+    if start.page is None:
         # The hand-off expired or was lost: the sweeper will run the fetch stage again.
         return StageResult("retry", "page hand-off missing")
-    handoff = json.loads(raw)
     try:
-        outcome = _extract_and_publish(rt, entry, handoff)
+        outcome = _extract_and_publish(rt, entry, start.page)
     except ExtractionError as exc:
         return _fail(rt, entry, exc, int(start.detail))
-    rt.client.delete(rt.keys.page(entry_id))
-    return StageResult("done", outcome.kind)
+    return StageResult("done", outcome.kind)  # the publish script dropped the page
 
 
-def _extract_and_publish(rt: Runtime, entry: FeedEntry, handoff: dict[str, str]) -> Outcome:
+def _extract_and_publish(rt: Runtime, entry: FeedEntry, page: HandedPage) -> Outcome:
     article = article_document(
         entry,
-        handoff["html"],
-        handoff["url"],
-        handoff["fetched_at"],
+        page.html,
+        page.url,
+        page.fetched_at,
         rt.settings.min_text_chars,
         rt.settings.min_publish_chars,
     )

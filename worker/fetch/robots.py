@@ -7,6 +7,7 @@ may not crawl yet (a transient error, so the entry is retried later, not dropped
 from __future__ import annotations
 
 import hashlib
+import time
 from functools import lru_cache
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
@@ -22,6 +23,8 @@ ROBOTS_LIMITS = FetchLimits(
     connect_timeout_s=5, read_timeout_s=10, deadline_s=15, max_bytes=512 * 1024, max_redirects=5
 )
 AGENT = "newswire"
+LOCAL_TTL_S = 300.0
+LOCAL_ENTRIES = 10_000
 
 
 @lru_cache(maxsize=4096)
@@ -46,6 +49,7 @@ class Robots:
         self._keys = keys
         self._fetcher = fetcher
         self._ttl_s = ttl_s
+        self._local: dict[str, tuple[float, str]] = {}  # origin -> (until, text): spares Redis
 
     def check(self, url: str) -> None:
         """Raise PermanentFetchError('robots_disallowed') if robots.txt forbids ``url``."""
@@ -55,6 +59,16 @@ class Robots:
             raise PermanentFetchError("robots_disallowed", url, f"{origin}/robots.txt")
 
     def _text(self, origin: str) -> str:
+        local = self._local.get(origin)
+        if local is not None and local[0] > time.monotonic():
+            return local[1]
+        text = self._shared_text(origin)
+        if len(self._local) > LOCAL_ENTRIES:
+            self._local.clear()
+        self._local[origin] = (time.monotonic() + LOCAL_TTL_S, text)
+        return text
+
+    def _shared_text(self, origin: str) -> str:
         key = self._keys.robots(origin)
         cached = self._client.get(key)
         if cached is not None:
