@@ -33,6 +33,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from common import CORPUS
+
 from worker.config import Settings
 from worker.dedup.fingerprint import minhash, minhash_hex
 from worker.extract.document import page_document
@@ -40,7 +42,6 @@ from worker.fetch.decode import decode_html
 from worker.redis import EmbeddedServer
 from worker.runtime import Runtime
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 </head><body><header><nav><a href="/">Front page</a> <a href="/world">World</a></nav></header>
 <main><article><h1>{title}</h1>{body}</article><aside>Most read: nothing to see</aside></main>

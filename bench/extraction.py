@@ -32,7 +32,6 @@ import argparse
 import gzip
 import json
 import re
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -41,13 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trafilatura
+from common import CORPUS, code_revision
 
 from worker.config import Settings
 from worker.errors import ExtractionError
 from worker.extract.document import page_document
 from worker.fetch.decode import decode_html
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+DEFAULT_CORPUS = CORPUS
 SHINGLE = 4
 _TOKEN = re.compile(r"\w+")
 
@@ -134,27 +134,6 @@ def score(truth: str, predicted: str) -> Score:
     fn = float(sum((expected - got).values()))
     total = tp + fp + fn
     return Score(tp / total, fp / total, fn / total) if total else Score(0.0, 0.0, 0.0)
-
-
-def code_revision() -> str:
-    """The repository's HEAD, marked ``+dirty`` when worker/ has uncommitted changes."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--", "worker"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}+dirty" if dirty else head
 
 
 def load_pages(corpus: Path, limit: int | None) -> list[Page]:

@@ -54,7 +54,6 @@ import re
 import resource
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +66,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import psutil
+from common import CORPUS, code_revision
 
 from worker.celery_app import configure, queue_names
 from worker.config import Settings
@@ -79,7 +79,7 @@ from worker.service import WorkerProcesses, WorkerSpec
 from worker.tasks import use_runtime
 from worker.workerproc import live_roles
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+DEFAULT_CORPUS = CORPUS
 CONTENT_TYPE = "text/html"  # no charset: decode_html reads <meta> or detects, as for many sites
 PROBE_URL = "http://127.0.0.1/probe.html"
 _PARAGRAPH = re.compile(rb"<p\b[^>]*>(.*?)</p\s*>", re.S | re.I)
@@ -562,27 +562,6 @@ def extraction_limit(site: list[list[Served]], base_url: str, cores: int) -> dic
         "single_cpu_seconds": single_cpu,
         "parallel_cpu_seconds": parallel_cpu,
     }
-
-
-def code_revision() -> str:
-    """The repository's HEAD, marked ``+dirty`` when worker/ has uncommitted changes."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--", "worker"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}+dirty" if dirty else head
 
 
 # --- command line ----------------------------------------------------------------------
