@@ -101,3 +101,22 @@ def test_run_ingests_the_seed_and_stops_cleanly(tmp_path: Path) -> None:
     assert not (tmp_path / "redis.json").exists()  # the embedded server stopped with the service
     # What run published survives the restart (AOF), read by a command on its own.
     assert [a["id"] for a in consumed(tmp_path)] == [articles[0]["id"]]
+
+
+def test_extract_command_prints_one_document_per_page(tmp_path: Path) -> None:
+    pages = ROOT / "tests" / "fixtures" / "pages"
+    files = sorted(pages.glob("*.html.gz"))[:3]
+    result = newswire(tmp_path, "extract", *map(str, files), timeout=120)
+    assert result.returncode == 0, result.stderr
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(documents) == len(files)
+    for path, doc in zip(files, documents, strict=True):
+        assert doc["url"].endswith(path.name) and len(doc["text"]) > 200
+        validate_message(doc)
+    stdin = subprocess.run(
+        [sys.executable, "-m", "worker", "extract", "--url", "https://news.example/a"],
+        input=(ROOT / "seeds" / "000_fef04045498fa26b.txt").read_text().join(
+            ["<html><body><article><p>", "</p></article></body></html>"]),
+        cwd=ROOT, env=command_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert json.loads(stdin.stdout)["url"] == "https://news.example/a"

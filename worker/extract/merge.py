@@ -59,7 +59,7 @@ def build_article(
         "revision": 1,
         "url": entry.url or fetched_url,
         "canonical_url": canonical,
-        "feed_url": entry.feed_url,
+        "feed_url": entry.feed_url or None,
         "guid": entry.guid or None,
         "title": page.title or entry.title or None,
         "authors": page.authors or entry.authors,
