@@ -18,8 +18,7 @@ def setup_logging(level: str) -> None:
     """One format for every process; noisy libraries kept at WARNING."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
     noisy = (
-        "httpx",
-        "httpcore",
+        "urllib3",
         "trafilatura",
         "htmldate",
         "courlan",

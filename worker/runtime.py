@@ -93,9 +93,6 @@ class Runtime:
                 self.settings.effective_user_agent,
                 allow_private=self.settings.allow_private_hosts,
                 gate=gate,
-                # More connections than threads that can use them: a sync httpcore pool
-                # that makes requests wait for a connection can close one under a
-                # request it was just handed to (encode/httpcore#1110).
                 max_connections=2 * (self.settings.io_concurrency + self.settings.poll_threads),
                 origin_allowed=self.origin_allowed,
             )

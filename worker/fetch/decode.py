@@ -1,6 +1,6 @@
 """Turn a raw response body into bytes and text under our caps.
 
-httpx and trafilatura both decompress without a bound (reliability.md), so we ask
+HTTP clients and trafilatura decompress without a bound (reliability.md), so we ask
 only for gzip/deflate and inflate chunk by chunk with ``max_length``.
 """
 
