@@ -120,3 +120,19 @@ def test_extract_command_prints_one_document_per_page(tmp_path: Path) -> None:
         cwd=ROOT, env=command_env(tmp_path), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert json.loads(stdin.stdout)["url"] == "https://news.example/a"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("NEWSWIRE_TEST_AMQP_URL"),
+    reason="opt-in leg: set NEWSWIRE_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)",
+)
+def test_replay_with_a_rabbitmq_broker(tmp_path: Path) -> None:
+    env = command_env(tmp_path)
+    env["NEWSWIRE_BROKER_URL"] = os.environ["NEWSWIRE_TEST_AMQP_URL"]
+    env["NEWSWIRE_KEY_PREFIX"] = f"amqp{os.getpid()}"  # own queues on a shared broker
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "replay", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["published"] == 1
