@@ -1,6 +1,6 @@
 """Shared fixtures: a private embedded Redis, real Celery worker processes, loopback HTTP.
 
-Nothing here touches port 6379 or any shared server: the embedded valkey-server runs on
+Nothing here touches the machine's Redis or any shared server: the embedded valkey-server runs on
 a free loopback port with its own data directory, and every test serves its feeds and
 pages from its own loopback HTTP server.
 """

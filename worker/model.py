@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -63,6 +64,4 @@ class FetchedPage:
 
 def utc_iso(timestamp: float | None = None) -> str:
     """ISO 8601 UTC with a Z, seconds precision (the stream contract's time format)."""
-    import time
-
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
