@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from worker.keys import Keys
-from worker.lua import Scripts
+from worker.lua import run_script
 from worker.model import FeedEntry
 
 TERMINAL_STATES = frozenset({"published", "duplicate", "unchanged", "failed"})
@@ -60,7 +60,6 @@ class Ledger:
         self._client = client
         self._keys = keys
         self._leases = leases
-        self._scripts = Scripts(client)
 
     def claim(self, feed_id: str, entries: list[FeedEntry]) -> list[str]:
         """Claim entries nobody has claimed yet; return their ids (these get fetched)."""
@@ -75,13 +74,14 @@ class Ledger:
         ]
         for entry in entries:
             args += [entry.entry_id, entry.to_json()]
-        return list(self._scripts("claim_entries", [self._keys.inflight], args))
+        return list(run_script(self._client, "claim_entries", [self._keys.inflight], args))
 
     def start(self, entry_id: str, stage: str, with_page: bool = False) -> StageStart:
         """Begin a stage: count the attempt and renew the lease, unless the entry ended;
         return the entry (and the handed-over page) in the same round trip."""
         page_key = self._keys.page(entry_id) if with_page else ""
-        reply = self._scripts(
+        reply = run_script(
+            self._client,
             "start_stage",
             [self._keys.entry(entry_id), self._keys.inflight, page_key],
             [entry_id, time.time(), self._leases.running_s, self._leases.max_attempts, stage],
@@ -131,7 +131,8 @@ class Ledger:
     def expired(self, limit: int = 1000) -> list[str]:
         """Take entries whose lease expired, each given a fresh queued lease (sweeper)."""
         return list(
-            self._scripts(
+            run_script(
+                self._client,
                 "sweep_leases",
                 [self._keys.inflight],
                 [time.time(), limit, self._leases.queued_s],

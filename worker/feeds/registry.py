@@ -65,11 +65,9 @@ class FeedRecord:
     @classmethod
     def from_redis(cls, raw: dict[str, str], next_poll: float | None) -> FeedRecord:
         known = {k: json.loads(v) for k, v in raw.items() if k in cls.__dataclass_fields__}
-        return cls(**known, next_poll=next_poll) if "feed_id" in known else cls._broken(raw)
-
-    @classmethod
-    def _broken(cls, raw: dict[str, str]) -> FeedRecord:
-        raise ValueError(f"feed record without id: {sorted(raw)}")
+        if "feed_id" not in known:
+            raise ValueError(f"feed record without id: {sorted(raw)}")
+        return cls(**known, next_poll=next_poll)
 
 
 class Registry:
@@ -189,7 +187,3 @@ class Registry:
             self.update(record.feed_id, status="disabled", disabled_reason=reason)
             self._client.zrem(self._keys.feeds_due, record.feed_id)
         return self.get(record.feed_id)
-
-    def poll_now(self, feed_id: str) -> None:
-        """Make a feed due immediately."""
-        self._client.zadd(self._keys.feeds_due, {feed_id: time.time()})

@@ -19,7 +19,7 @@ import redis
 
 from worker.errors import HostBusy
 from worker.keys import Keys
-from worker.lua import Scripts
+from worker.lua import run_script
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,6 @@ class HostGate:
         self._client = client
         self._keys = keys
         self._policy = policy
-        self._scripts = Scripts(client)
 
     @contextlib.contextmanager
     def __call__(self, host: str) -> Iterator[None]:
@@ -70,7 +69,8 @@ class HostGate:
     def _try(self, host: str, token: str) -> int:
         policy = self._policy
         return int(
-            self._scripts(
+            run_script(
+                self._client,
                 "acquire_host_slot",
                 [self._keys.host_slots(host), self._keys.host_next(host)],
                 [

@@ -29,13 +29,3 @@ def run_script(client: redis.Redis, name: str, keys: list[str], args: list[Any])
     except NoScriptError:
         client.script_load(source(name))
         return client.evalsha(_sha(name), len(keys), *keys, *args)
-
-
-class Scripts:
-    """The scripts, bound to one client."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-
-    def __call__(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return run_script(self._client, name, keys, args)
