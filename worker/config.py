@@ -89,7 +89,11 @@ class Settings(BaseSettings):
     near_dup_bucket_bits: int = 12
 
     # Workers
-    io_concurrency: int = 16
+    io_concurrency: int = 16  # Celery threads of an io worker (poll and fetch batches)
+    fetch_threads: int = 32  # threads per io worker fetching the pages of fetch batches
+    fetch_batch: int = 8  # entries per fetch task
+    extract_batch: int = 4  # fetched pages per extraction task
+    extraction_time_limit_s: float = 30.0  # per page; past it the entry is dead-lettered
     cpu_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1)
     task_time_limit_s: float = 60.0
     visibility_timeout_s: float = 600.0
@@ -111,8 +115,16 @@ class Settings(BaseSettings):
             raise ValueError("NEWSWIRE_HOST_DELAY_S must not be negative")
         if self.min_poll_interval_s > self.max_poll_interval_s:
             raise ValueError("min_poll_interval_s must not exceed max_poll_interval_s")
-        if self.visibility_timeout_s <= self.task_time_limit_s:
-            raise ValueError("visibility_timeout_s must exceed task_time_limit_s (kombu#337)")
+        longest_task = max(
+            self.task_time_limit_s, self.extraction_time_limit_s * self.extract_batch + 20
+        )
+        if self.visibility_timeout_s <= longest_task:
+            raise ValueError(
+                "visibility_timeout_s must exceed task_time_limit_s and "
+                "extraction_time_limit_s x extract_batch + 20 s (kombu#337)"
+            )
+        if min(self.fetch_batch, self.extract_batch, self.fetch_threads) < 1:
+            raise ValueError("fetch_batch, extract_batch and fetch_threads must be at least 1")
         if self.running_lease_s <= self.fetch_deadline_s:
             raise ValueError("running_lease_s must exceed fetch_deadline_s")
         return self

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from worker.errors import ExtractionError, FetchError, HostBusy, NewswireError
 from worker.extract.document import article_document
+from worker.extract.timeout import time_limit
 from worker.fetch.page import fetch_page
 from worker.ledger import HandedPage
 from worker.model import FeedEntry, utc_iso
@@ -75,14 +76,15 @@ def extract_stage(rt: Runtime, entry_id: str) -> StageResult:
 
 
 def _extract_and_publish(rt: Runtime, entry: FeedEntry, page: HandedPage) -> Outcome:
-    article = article_document(
-        entry,
-        page.html,
-        page.url,
-        page.fetched_at,
-        rt.settings.min_text_chars,
-        rt.settings.min_publish_chars,
-    )
+    with time_limit(rt.settings.extraction_time_limit_s):
+        article = article_document(
+            entry,
+            page.html,
+            page.url,
+            page.fetched_at,
+            rt.settings.min_text_chars,
+            rt.settings.min_publish_chars,
+        )
     outcome = rt.publisher.publish(article, entry.entry_id)
     log.info("entry %s -> %s %s", entry.url, outcome.kind, outcome.ref)
     return outcome
@@ -97,6 +99,13 @@ def _give_up(rt: Runtime, entry: FeedEntry, attempts: int) -> StageResult:
     detail = f"{attempts} attempts without finishing (worker lost or task timed out)"
     dead_letter(rt, entry, "gave_up_after_attempts", detail, False, attempts)
     return StageResult("failed", "gave_up_after_attempts")
+
+
+def fail_entry(rt: Runtime, entry_id: str, reason: str, detail: str) -> None:
+    """Dead-letter an entry by id (its stage was cut short from outside)."""
+    entry = rt.ledger.entry(entry_id)
+    if entry is not None:
+        dead_letter(rt, entry, reason, detail, False, 1)
 
 
 def dead_letter(

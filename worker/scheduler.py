@@ -17,7 +17,7 @@ import yaml
 from worker.feeds.schedule import claim_due
 from worker.observability import beat
 from worker.runtime import Runtime
-from worker.tasks import extract_page, fetch_page, poll_feeds
+from worker.tasks import enqueue_extractions, enqueue_fetches, poll_feeds
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,9 @@ def tick(rt: Runtime) -> int:
 def sweep(rt: Runtime) -> int:
     """Re-enqueue entries whose lease expired; return how many."""
     expired = rt.ledger.expired()
-    for entry_id in expired:
-        if rt.client.exists(rt.keys.page(entry_id)):
-            extract_page.delay(entry_id)
-        else:
-            fetch_page.delay(entry_id)
+    fetched = {e for e in expired if rt.client.exists(rt.keys.page(e))}
+    enqueue_extractions([e for e in expired if e in fetched], rt.settings)
+    enqueue_fetches([e for e in expired if e not in fetched], rt.settings)
     if expired:
         log.info("sweeper re-enqueued %d entries with expired leases", len(expired))
     return len(expired)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from worker import pipeline
-from worker.celery_app import app, soft_time_limit
-from worker.config import load_settings
+from worker.celery_app import app, extraction_task_limits
+from worker.config import Settings, load_settings
 from worker.extract.article import release_memory
 from worker.feeds.poll import poll_feed as poll_feed_once
 from worker.runtime import Runtime
@@ -20,8 +20,10 @@ from worker.runtime import Runtime
 log = logging.getLogger(__name__)
 _runtime: list[Runtime | None] = [None]
 _poll_pool: list[ThreadPoolExecutor | None] = [None]
+_fetch_pool: list[ThreadPoolExecutor | None] = [None]
 _extractions = [0]
 RESET_CACHES_EVERY = 500  # trafilatura, htmldate and courlan caches grow with every page
+EXTRACT_FLUSH_S = 0.25  # fetched pages wait at most this long for their group to fill
 
 
 def runtime() -> Runtime:
@@ -43,6 +45,7 @@ def use_runtime(rt: Runtime) -> None:
 def _reset_after_fork(**_: Any) -> None:
     _runtime[0] = None  # sockets inherited from the parent must not be shared
     _poll_pool[0] = None
+    _fetch_pool[0] = None
 
 
 def poll_pool() -> ThreadPoolExecutor:
@@ -52,9 +55,28 @@ def poll_pool() -> ThreadPoolExecutor:
     return _poll_pool[0]
 
 
-def enqueue_fetches(entry_ids: list[str]) -> None:
-    for entry_id in entry_ids:
-        fetch_page.delay(entry_id)
+def fetch_pool() -> ThreadPoolExecutor:
+    """Threads fetching the pages of fetch batches side by side."""
+    if _fetch_pool[0] is None:
+        _fetch_pool[0] = ThreadPoolExecutor(runtime().settings.fetch_threads, "fetch")
+    return _fetch_pool[0]
+
+
+def chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), max(size, 1))]
+
+
+def enqueue_fetches(entry_ids: list[str], settings: Settings | None = None) -> None:
+    """Queue page fetches, several entries per task (a task costs ~2 ms of broker work)."""
+    for batch in chunks(entry_ids, (settings or runtime().settings).fetch_batch):
+        fetch_pages.delay(batch)
+
+
+def enqueue_extractions(entry_ids: list[str], settings: Settings | None = None) -> None:
+    """Queue extractions, several pages per task, with time limits sized to the batch."""
+    settings = settings or runtime().settings
+    for batch in chunks(entry_ids, settings.extract_batch):
+        extract_pages.apply_async((batch,), **extraction_task_limits(settings, len(batch)))
 
 
 @app.task(name="newswire.poll_feed")
@@ -80,27 +102,54 @@ def poll_feeds(claims: list[list[str]]) -> dict[str, int]:
     return dict(outcomes)
 
 
-@app.task(name="newswire.fetch_page")
-def fetch_page(entry_id: str) -> str:
-    """Fetch an entry's page; on success hand it to the CPU queue."""
-    result = pipeline.fetch_stage(runtime(), entry_id)
-    if result.next == "extract":
-        extract_page.delay(entry_id)
-    return result.next
-
-
-@app.task(name="newswire.extract_page")
-def extract_page(entry_id: str) -> str:
-    """Extract, dedup and publish one fetched entry."""
+@app.task(name="newswire.fetch_pages")
+def fetch_pages(entry_ids: list[str]) -> dict[str, int]:
+    """Fetch a batch of entries' pages concurrently; hand each fetched page to the CPU
+    queue in groups as they arrive (a slow server holds back only its own page)."""
     rt = runtime()
-    _extractions[0] += 1
-    if _extractions[0] % RESET_CACHES_EVERY == 0:
-        release_memory()
+    pending = {fetch_pool().submit(pipeline.fetch_stage, rt, e): e for e in entry_ids}
+    fetched: list[str] = []
+    outcomes: Counter[str] = Counter()
+    while pending:
+        done, _ = wait(pending, timeout=EXTRACT_FLUSH_S, return_when=FIRST_COMPLETED)
+        for future in done:
+            entry_id = pending.pop(future)
+            outcome = _fetch_outcome(entry_id, future)
+            outcomes[outcome] += 1
+            if outcome == "extract":
+                fetched.append(entry_id)
+        if fetched and (len(fetched) >= rt.settings.extract_batch or not done or not pending):
+            enqueue_extractions(fetched)
+            fetched = []
+    return dict(outcomes)
+
+
+def _fetch_outcome(entry_id: str, future: Future[pipeline.StageResult]) -> str:
     try:
-        return pipeline.extract_stage(rt, entry_id).detail
-    except SoftTimeLimitExceeded:
-        entry = rt.ledger.entry(entry_id)
-        if entry is not None:
-            detail = f"extraction exceeded its {soft_time_limit(rt.settings):.0f}s time limit"
-            pipeline.dead_letter(rt, entry, "extraction_timeout", detail, False, 1)
-        return "failed"
+        return future.result().next
+    except Exception:
+        # A bug or Redis away: the entry's lease expires and the sweeper re-enqueues it.
+        log.exception("fetch of entry %s crashed", entry_id)
+        return "crashed"
+
+
+@app.task(name="newswire.extract_pages")
+def extract_pages(entry_ids: list[str]) -> dict[str, int]:
+    """Extract, dedup and publish fetched entries, one after the other."""
+    rt = runtime()
+    outcomes: Counter[str] = Counter()
+    for done, entry_id in enumerate(entry_ids):
+        _extractions[0] += 1
+        if _extractions[0] % RESET_CACHES_EVERY == 0:
+            release_memory()
+        try:
+            outcomes[pipeline.extract_stage(rt, entry_id).detail] += 1
+        except SoftTimeLimitExceeded:
+            # The batch as a whole ran out of time (the per-page limit did not fire: a
+            # long C call). This page ends here; the rest go back to the queue.
+            detail = "the extraction task exceeded its time limit"
+            pipeline.fail_entry(rt, entry_id, "extraction_timeout", detail)
+            enqueue_extractions(entry_ids[done + 1 :])
+            outcomes["failed"] += 1
+            break
+    return dict(outcomes)

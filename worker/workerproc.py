@@ -13,6 +13,7 @@ import redis
 from celery.signals import worker_ready, worker_shutting_down
 
 from worker.celery_app import ROLE_QUEUES, app, queue_names
+from worker.extract.document import warm_up
 from worker.observability import beat, process_name
 from worker.runtime import Runtime
 
@@ -28,6 +29,8 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
     pool = pool or ("prefork" if cpu_bound else "threads")
     if concurrency is None:
         concurrency = rt.settings.cpu_concurrency if cpu_bound else rt.settings.io_concurrency
+    if cpu_bound and pool == "prefork":
+        warm_up()  # before the fork: children start warm
     _beat_when_ready(rt, role)
     app.worker_main(
         [

@@ -38,6 +38,15 @@ def nested_tags(size: int) -> bytes:
     )
 
 
+def many_paragraphs(count: int) -> bytes:
+    """About 100 bytes a paragraph; trafilatura takes seconds over 20,000 of them."""
+    items = "".join(
+        f"<p>Paragraph {i} says something about item {i}.</p><div><a href='/x{i}'>{i}</a></div>"
+        for i in range(count)
+    )
+    return f"<html><body><article>{items}</article></body></html>".encode()
+
+
 def invalid_utf8_page() -> bytes:
     body = article_html("Bad bytes", story(f"utf8-{time.time()}"))
     return body.replace(b"<p>", b"<p>\xff\xfe\xc3\x28 ", 3)
@@ -61,6 +70,7 @@ HOSTILE = {
     "pdf": ("bad_content_type", lambda room: Route(body=b"%PDF", content_type="application/pdf")),
     "image": ("bad_content_type", lambda room: Route(body=b"\x89PNG", content_type="image/png")),
     "huge": ("body_too_large", lambda room: Route(body=nested_tags(10 << 20))),
+    "slow-extraction": ("extraction_timeout", lambda room: Route(body=many_paragraphs(20_000))),
     "empty": ("empty_body", lambda room: Route(body=b"")),
     "error": ("http_500", lambda room: Route(status=500, body=b"oops")),
     "reset": ("connection_reset", lambda room: Route(behaviour=connection_reset)),

@@ -24,7 +24,7 @@ from worker.model import FeedEntry
 from worker.replay import request_poll
 from worker.runtime import Runtime
 from worker.scheduler import sweep
-from worker.tasks import extract_page, fetch_page
+from worker.tasks import extract_pages, fetch_pages
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
 
@@ -70,8 +70,8 @@ def test_task_delivered_twice_yields_one_entry(rt: Runtime, newsroom: Newsroom) 
     entry_id = url_id(links[0])
     # Redeliver both stages after the fact, and race two copies of each.
     for _ in range(2):
-        fetch_page.delay(entry_id)
-        extract_page.delay(entry_id)
+        fetch_pages.delay([entry_id])
+        extract_pages.delay([entry_id])
     time.sleep(1.0)
     drain(rt)
     published = articles_of(rt, feed_url)
