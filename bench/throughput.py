@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import contextlib
 import gzip
+import hashlib
 import itertools
 import json
 import multiprocessing
@@ -62,6 +63,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import escape
+from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
@@ -72,6 +74,7 @@ from worker.celery_app import configure, queue_names
 from worker.config import Settings
 from worker.extract.article import extract_page, release_memory
 from worker.fetch.decode import decode_html
+from worker.lua import source as lua_source
 from worker.redis import EmbeddedServer
 from worker.replay import request_poll
 from worker.runtime import Runtime
@@ -433,6 +436,37 @@ def outcomes(rt: Runtime, site: list[list[Served]], base_url: str) -> dict[str, 
     }
 
 
+def valkey_time(rt: Runtime, entries: int, top: int = 8) -> dict[str, float]:
+    """Microseconds per entry the server spent in each of its busiest commands."""
+    stats = cast(dict[str, dict[str, Any]], rt.client.info("commandstats"))
+    usec = {name.removeprefix("cmdstat_"): float(s["usec"]) for name, s in stats.items()}
+    busiest = sorted(usec.items(), key=lambda item: -item[1])[:top]
+    return {name: round(us / entries, 1) for name, us in busiest}
+
+
+def log_every_command(rt: Runtime) -> None:
+    """Have the server's slow log keep every command, to time each Lua script."""
+    rt.client.config_set("slowlog-log-slower-than", 0)
+    rt.client.config_set("slowlog-max-len", 1_000_000)
+
+
+def script_time(rt: Runtime, entries: int) -> dict[str, float]:
+    """Microseconds per entry spent in each Lua script (from the slow log)."""
+    lua = resources.files("worker.lua")
+    names = {
+        hashlib.sha1(lua_source(path.name[:-4]).encode()).hexdigest(): path.name[:-4]
+        for path in lua.iterdir()
+        if path.name.endswith(".lua")
+    }
+    usec: Counter[str] = Counter()
+    for record in rt.client.slowlog_get(1_000_000):
+        raw = record["command"]  # bytes even when the client decodes responses
+        command = (raw.decode("latin-1") if isinstance(raw, bytes) else raw).split(" ", 2)
+        if command[0].upper() == "EVALSHA" and len(command) > 1:
+            usec[names.get(command[1], command[1])] += record["duration"]
+    return {name: round(us / entries, 1) for name, us in usec.most_common()}
+
+
 def register(rt: Runtime, base_url: str, feeds: int) -> list[str]:
     return [rt.registry.add(f"{base_url}{feed_path(f)}").feed_id for f in range(feeds)]
 
@@ -467,6 +501,8 @@ def pipeline(args: argparse.Namespace, site: list[list[Served]], workdir: Path) 
         rt = Runtime.build(settings, redis_server.url)
         use_runtime(rt)
         procs = start_workers(rt, settings, workdir / "workers.log")
+        if args.script_times:
+            log_every_command(rt)
         feed_ids = register(rt, base_url, len(site))
         accounts = Accounts(
             {
@@ -493,6 +529,9 @@ def pipeline(args: argparse.Namespace, site: list[list[Served]], workdir: Path) 
         }
         figures["articles_per_s"] = round(figures["published"] / elapsed, 2)
         figures["cpu_ms_per_entry"] = cpu_per_entry(cpu, entries)
+        figures["valkey_us_per_entry"] = valkey_time(rt, entries)
+        if args.script_times:
+            figures["script_us_per_entry"] = script_time(rt, entries)
         rt.close()
         return figures
     finally:
@@ -579,6 +618,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--wait-quiet", type=float, default=0.0, help="wait up to S seconds for an idle machine"
     )
+    parser.add_argument(
+        "--script-times", action="store_true", help="time each Lua script (server slow log)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (worker log)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser.parse_args(argv)
@@ -618,6 +660,9 @@ def report_pipeline(result: dict[str, Any]) -> None:
     )
     print(f"  cpu s in the window ({run['cpu_available_s']} available): {run['cpu_seconds']}")
     print(f"  cpu ms per entry: {run['cpu_ms_per_entry']}")
+    print(f"  valkey us per entry by command: {run['valkey_us_per_entry']}")
+    if "script_us_per_entry" in run:
+        print(f"  valkey us per entry by Lua script: {run['script_us_per_entry']}")
     print(f"  peak RSS MiB: {run['peak_rss_mb']}")
 
 
