@@ -123,12 +123,15 @@ class Fetcher:
         gate: HostGate | None = None,
         max_connections: int = 100,
         origin_allowed: OriginPolicy | None = None,
+        per_origin: int = 8,
     ) -> None:
         self._gate = gate or _no_gate
         self._headers = {"User-Agent": user_agent, "Accept-Encoding": ACCEPT_ENCODING}
         self._pool = urllib3.PoolManager(
             num_pools=max(max_connections, 10),
-            maxsize=8,  # idle connections kept per origin; more are opened when needed
+            # idle connections kept per origin: as many as may be in flight to one host
+            # from this process, or each extra one is closed after use (and reopened)
+            maxsize=per_origin,
             block=False,
             retries=False,
         )
