@@ -22,10 +22,12 @@ What is measured, in one run:
    check: with near-duplicate detection on (the default since a70e2c3), the marked
    copies of one corpus page are near-duplicates of its first copy, so expect
    published == distinct corpus pages used and duplicates == the other copies.
-2. Physical limit. After the pipeline is stopped, this process runs the call the cpu
-   workers make, ``worker.extract.article.extract_page`` (trafilatura text + metadata),
-   on the same served pages (decoded by ``decode_html`` beforehand, untimed), one page
-   after the other: limit = cores x that single-process rate. Also printed: the rate of
+2. Physical limit. Before the pipeline starts and again after it stopped, this process
+   runs the call the cpu workers make, ``worker.extract.article.extract_page``
+   (trafilatura text + metadata), on the served pages (the first ``--limit-pages``,
+   decoded by ``decode_html`` beforehand, untimed), one page after the other:
+   limit = cores x that single-process rate, averaged over the two passes (the machine
+   shares its host and its speed drifts; both passes are printed). Also printed: the rate of
    ``cores`` forked processes running the same list in parallel (what the machine really
    gives when every core extracts), and both rates by CPU time instead of wall time.
    The ratio is pipeline entries/s over the limit; the cpu-time ratio (extract_page CPU
@@ -35,8 +37,10 @@ What is measured, in one run:
 Also reported: CPU seconds used during the timed window by the HTTP server process, the
 valkey server, each worker process tree and this process, and by everything else on the
 machine ("others", from /proc/stat: other jobs sharing the cores skew every figure); the
-peak RSS (VmHWM) of every worker process (io, the cpu pool parent, each pool child); the
-outcome counts and whether each published text carries its marker.
+peak RSS (VmHWM) of every worker process (io, the cpu pool parent, each pool child) and
+the RSS of each every 2 s (a long run, ``--articles 5000``, shows whether it stays flat
+across trafilatura cache resets and pool recycling); the outcome counts and whether
+each published text carries its marker.
 The machine is small and noisy: compare figures of one run, not across runs.
 """
 
@@ -88,6 +92,7 @@ PROBE_URL = "http://127.0.0.1/probe.html"
 _PARAGRAPH = re.compile(rb"<p\b[^>]*>(.*?)</p\s*>", re.S | re.I)
 _TAG = re.compile(rb"<[^>]+>")
 _TERMINAL = ("published", "duplicates", "unchanged", "failed")
+RSS_EVERY_S = 2.0
 
 
 # --- the pages -----------------------------------------------------------------------
@@ -254,10 +259,14 @@ class LoopbackServer:
         self.process.start()
         return int(self.process.pid or 0)
 
-    def stop(self) -> None:
+    def stop_serving(self) -> None:
         if self.process is not None:
             self.process.terminate()
             self.process.join(5)
+            self.process = None
+
+    def close(self) -> None:
+        self.stop_serving()
         self.sock.close()
 
 
@@ -271,7 +280,20 @@ def tree(pid: int) -> list[psutil.Process]:
     return []
 
 
-def cpu_seconds(procs: list[psutil.Process]) -> float:
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, its live descendants, and the children it has reaped
+    (a recycled pool child's time moves to its parent's children_user/system)."""
+    total = 0.0
+    for i, proc in enumerate(tree(pid)):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+            if i == 0:
+                total += times.children_user + times.children_system
+    return total
+
+
+def processes_cpu_seconds(procs: list[psutil.Process]) -> float:
     total = 0.0
     for proc in procs:
         with contextlib.suppress(psutil.Error):
@@ -312,6 +334,7 @@ def wait_quiet(max_wait_s: float, cores_busy: float = 0.15, window_s: float = 3.
 class Accounts:
     """CPU seconds of our processes over a timed window, and of everything else."""
 
+    trees: dict[str, int] = field(default_factory=dict)  # name: root pid
     groups: dict[str, list[psutil.Process]] = field(default_factory=dict)
     start: dict[str, float] = field(default_factory=dict)
 
@@ -320,7 +343,8 @@ class Accounts:
         return {
             "machine": machine_busy(),
             "bench_process": own.ru_utime + own.ru_stime,
-            **{name: cpu_seconds(procs) for name, procs in self.groups.items()},
+            **{name: tree_cpu_seconds(pid) for name, pid in self.trees.items()},
+            **{name: processes_cpu_seconds(procs) for name, procs in self.groups.items()},
         }
 
     def begin(self) -> None:
@@ -394,17 +418,42 @@ def idle(rt: Runtime) -> bool:
     return rt.client.zcard(rt.keys.inflight) == 0 and all(rt.client.llen(q) == 0 for q in queues)
 
 
-def run_until_done(rt: Runtime, feed_ids: list[str], entries: int, timeout_s: float) -> float:
-    """Poll every feed now; return seconds until all entries ended and the pipeline drained."""
+def rss_mb(pid: int) -> float:
+    with contextlib.suppress(psutil.Error):
+        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+    return 0.0
+
+
+def rss_sample(rt: Runtime, procs: WorkerProcesses, started: float) -> dict[str, Any]:
+    """Resident memory now: the io worker, the cpu pool parent, and its largest child."""
+    sample: dict[str, Any] = {"s": round(time.monotonic() - started, 1), "ended": ended(rt)}
+    for role, popen in procs.processes.items():
+        sample[role] = rss_mb(popen.pid)
+        children = [rss_mb(p.pid) for p in tree(popen.pid)[1:]]
+        if children:
+            sample[f"{role}_child_max"] = max(children)
+    return sample
+
+
+def run_until_done(
+    rt: Runtime, procs: WorkerProcesses, feed_ids: list[str], entries: int, timeout_s: float
+) -> tuple[float, list[dict[str, Any]]]:
+    """Poll every feed now; wait until all entries ended and the pipeline drained.
+    Returns the seconds that took and a memory sample every RSS_EVERY_S."""
     started = time.monotonic()
     for feed_id in feed_ids:
         request_poll(rt, feed_id)
     deadline = started + timeout_s
+    samples = [rss_sample(rt, procs, started)]
     while not (ended(rt) >= entries and idle(rt)):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{ended(rt)} of {entries} entries ended in {timeout_s:.0f}s")
-        time.sleep(0.02)
-    return time.monotonic() - started
+        if time.monotonic() - started - samples[-1]["s"] >= RSS_EVERY_S:
+            samples.append(rss_sample(rt, procs, started))
+        time.sleep(0.1)  # an end found up to 0.1 s late: <1% of a run of 10 s or more
+    elapsed = time.monotonic() - started
+    samples.append(rss_sample(rt, procs, started))
+    return elapsed, samples
 
 
 def stream_entries(rt: Runtime, stream: str) -> list[tuple[str, dict[str, str]]]:
@@ -488,9 +537,10 @@ def worker_memory(procs: WorkerProcesses) -> dict[str, float]:
     return peaks
 
 
-def pipeline(args: argparse.Namespace, site: list[list[Served]], workdir: Path) -> dict[str, Any]:
+def pipeline(
+    args: argparse.Namespace, site: list[list[Served]], workdir: Path, http: LoopbackServer
+) -> dict[str, Any]:
     """Serve, start valkey and workers, ingest every feed once; return the figures."""
-    http = LoopbackServer()
     base_url = http.base_url
     http_pid = http.start(routes_for(site, base_url), args.delay_ms / 1000)
     redis_server = EmbeddedServer.start(workdir)
@@ -506,14 +556,14 @@ def pipeline(args: argparse.Namespace, site: list[list[Served]], workdir: Path) 
         feed_ids = register(rt, base_url, len(site))
         accounts = Accounts(
             {
-                "http_server": tree(http_pid),
-                "valkey": tree(redis_server.process.pid),
-                **{f"worker_{role}": tree(p.pid) for role, p in procs.processes.items()},
+                "http_server": http_pid,
+                "valkey": redis_server.process.pid,
+                **{f"worker_{role}": p.pid for role, p in procs.processes.items()},
             }
         )
         accounts.begin()
         entries = sum(len(pages) for pages in site)
-        elapsed = run_until_done(rt, feed_ids, entries, args.timeout)
+        elapsed, rss_samples = run_until_done(rt, procs, feed_ids, entries, args.timeout)
         cpu = accounts.used()
         figures = {
             "entries": entries,
@@ -525,11 +575,13 @@ def pipeline(args: argparse.Namespace, site: list[list[Served]], workdir: Path) 
             "cpu_seconds": cpu,
             "cpu_available_s": round(elapsed * (os.cpu_count() or 1), 2),
             "peak_rss_mb": worker_memory(procs),
+            "rss_samples": rss_samples,
             **outcomes(rt, site, base_url),
         }
         figures["articles_per_s"] = round(figures["published"] / elapsed, 2)
         figures["cpu_ms_per_entry"] = cpu_per_entry(cpu, entries)
         figures["valkey_us_per_entry"] = valkey_time(rt, entries)
+
         if args.script_times:
             figures["script_us_per_entry"] = script_time(rt, entries)
         rt.close()
@@ -538,7 +590,7 @@ def pipeline(args: argparse.Namespace, site: list[list[Served]], workdir: Path) 
         if procs is not None:
             procs.stop(30)
         redis_server.stop()
-        http.stop()
+        http.stop_serving()
 
 
 # --- the physical limit ----------------------------------------------------------------
@@ -565,7 +617,7 @@ def timed_parallel(count: int, cores: int) -> tuple[float, dict[str, float]]:
     """Extract pages 0..count-1 in ``cores`` forked processes: (seconds, CPU accounts)."""
     with multiprocessing.get_context("fork").Pool(cores) as pool:
         pool.map(_extract_one, range(cores))  # every process started and warm
-        accounts = Accounts({"pool": psutil.Process().children()})
+        accounts = Accounts(groups={"pool": psutil.Process().children()})
         accounts.begin()
         started = time.perf_counter()
         pool.map(_extract_one, range(count), chunksize=1)
@@ -614,6 +666,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cpu workers")
     parser.add_argument("--io-concurrency", type=int, default=None, help="default: settings")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the run")
+    parser.add_argument(
+        "--limit-pages", type=int, default=724, help="served pages the limit is measured on"
+    )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument(
         "--wait-quiet", type=float, default=0.0, help="wait up to S seconds for an idle machine"
@@ -632,6 +687,11 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         return
     report_pipeline(result)
     report_limit(result["limit"], result["cores"])
+    print(
+        "  one process, before / after the pipeline: "
+        f"{result['limit_before']['single_process_pages_per_s']} / "
+        f"{result['limit_after']['single_process_pages_per_s']} pages/s"
+    )
     report_noise(result)
     print(
         f"ratio pipeline/limit: {result['ratio']} (vs measured {result['cores']} processes: "
@@ -664,6 +724,17 @@ def report_pipeline(result: dict[str, Any]) -> None:
     if "script_us_per_entry" in run:
         print(f"  valkey us per entry by Lua script: {run['script_us_per_entry']}")
     print(f"  peak RSS MiB: {run['peak_rss_mb']}")
+    report_memory(run["rss_samples"])
+
+
+def report_memory(samples: list[dict[str, Any]], rows: int = 6) -> None:
+    """RSS over the run (a few samples, evenly spaced, and the last): flat or growing?"""
+    step = max(len(samples) // rows, 1)
+    picked = samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
+    print("  RSS MiB over the run (s, entries ended, per process):")
+    for sample in picked:
+        rest = ", ".join(f"{k} {v}" for k, v in sample.items() if k not in ("s", "ended"))
+        print(f"    {sample['s']:>6} s {sample['ended']:>6}: {rest}")
 
 
 def report_limit(limit: dict[str, Any], cores: int) -> None:
@@ -696,23 +767,53 @@ def report_noise(result: dict[str, Any]) -> None:
             print(f"  WARNING: other work took {share:.0%} of the busy CPU during the {phase}")
 
 
+def quiet(args: argparse.Namespace) -> None:
+    if args.wait_quiet:
+        wait_quiet(args.wait_quiet)
+
+
+def limit_pages(site: list[list[Served]], count: int) -> list[list[Served]]:
+    """The first ``count`` served pages (every corpus page, 4 times over, by default):
+    the limit of a long run is measured on a sample of what it served."""
+    pages = [page for feed in site for page in feed][:count]
+    return [pages]
+
+
+def average_limits(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Rates and milliseconds averaged over the two passes; CPU accounts summed."""
+    limit: dict[str, Any] = {}
+    for key, value in before.items():
+        if isinstance(value, dict):
+            limit[key] = {k: round(v + after[key].get(k, 0.0), 2) for k, v in value.items()}
+        else:
+            limit[key] = round((value + after[key]) / 2, 2)
+    return limit
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     bases = load_bases(args.corpus, min(args.articles, 181))
     site = build_site(bases, args.feeds, args.articles)
     workdir = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
+    http = LoopbackServer()
+    limit_site = limit_pages(site, args.limit_pages)
     try:
-        if args.wait_quiet:
-            wait_quiet(args.wait_quiet)
-        run = pipeline(args, site, workdir)
-        if args.wait_quiet:
-            wait_quiet(args.wait_quiet)
-        limit = extraction_limit(site, run["base_url"], args.cores)
+        # The limit is measured before and after the pipeline, and averaged: the
+        # machine's speed drifts (it shares its host), and a drift would otherwise
+        # land on one side of the ratio only.
+        quiet(args)
+        before = extraction_limit(limit_site, http.base_url, args.cores)
+        quiet(args)
+        run = pipeline(args, site, workdir, http)
+        quiet(args)
+        after = extraction_limit(limit_site, http.base_url, args.cores)
     finally:
+        http.close()
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    limit = average_limits(before, after)
     result = {
         "revision": code_revision(),
         "delay_ms": args.delay_ms,
@@ -721,6 +822,8 @@ def main(argv: list[str] | None = None) -> int:
         "unmarkable_pages": sum(b.anchor is None for b in bases),
         "pipeline": run,
         "limit": limit,
+        "limit_before": before,
+        "limit_after": after,
         "ratio": round(run["entries_per_s"] / limit["limit_pages_per_s"], 3),
         "ratio_parallel": round(run["entries_per_s"] / limit["parallel_pages_per_s"], 3),
         "ratio_cpu": round(limit["extract_cpu_ms_per_page"] / run["cpu_ms_per_entry"]["total"], 3),
