@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     fetch_threads: int = 32  # threads per io worker fetching the pages of fetch batches
     fetch_batch: int = 8  # entries per fetch task
     extract_batch: int = 4  # fetched pages per extraction task
+    max_waiting_pages: int = 256  # fetched pages waiting for extraction; fetching pauses above
     extraction_time_limit_s: float = 30.0  # per page; past it the entry is dead-lettered
     cpu_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1)
     task_time_limit_s: float = 60.0

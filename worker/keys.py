@@ -64,6 +64,11 @@ class Keys:
         """ZSET entry id -> lease deadline; the sweeper re-enqueues what expires."""
         return f"{self.key_prefix}:inflight"
 
+    @property
+    def handed(self) -> str:
+        """ZSET entry id -> hand-over time: fetched pages waiting for extraction."""
+        return f"{self.key_prefix}:handed"
+
     def page(self, entry_id: str) -> str:
         """STRING: fetched page (compressed) handed from the fetch to the extract stage."""
         return f"{self.key_prefix}:page:{entry_id}"

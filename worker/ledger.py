@@ -97,6 +97,24 @@ class Ledger:
         pipe.hset(key, mapping={"url": page.url, "fetched_at": page.fetched_at,
                                 "html": page.html})  # fmt: skip
         pipe.expire(key, int(self._leases.queued_s))
+        pipe.zadd(self._keys.handed, {entry_id: time.time()})
+        pipe.execute()
+
+    def pages_waiting(self) -> int:
+        """Fetched pages waiting for extraction, deployment-wide (a hand-over older than
+        the queued lease has expired with its page and no longer counts)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zremrangebyscore(self._keys.handed, "-inf", time.time() - self._leases.queued_s)
+        pipe.zcard(self._keys.handed)
+        return int(pipe.execute()[1])
+
+    def postpone(self, entry_ids: list[str], seconds: float) -> None:
+        """Give queued entries back to the sweeper for later, attempts untouched (XX: an
+        entry that has ended left the inflight set and is not put back)."""
+        pipe = self._client.pipeline(transaction=False)
+        for entry_id in entry_ids:
+            later = time.time() + seconds * random.uniform(1.0, 1.5)
+            pipe.zadd(self._keys.inflight, {entry_id: later}, xx=True)
         pipe.execute()
 
     def entry(self, entry_id: str) -> FeedEntry | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -24,6 +25,10 @@ _fetch_pool: list[ThreadPoolExecutor | None] = [None]
 _extractions = [0]
 RESET_CACHES_EVERY = 500  # trafilatura, htmldate and courlan caches grow with every page
 EXTRACT_FLUSH_S = 0.25  # fetched pages wait at most this long for their group to fill
+# A fetch batch waits this long for room in the hand-off, then steps back for about
+# ROOM_POSTPONE_S (the sweeper re-enqueues it). Both well under the visibility timeout.
+ROOM_WAIT_S = 60.0
+ROOM_POSTPONE_S = 30.0
 
 
 def runtime() -> Runtime:
@@ -107,6 +112,9 @@ def fetch_pages(entry_ids: list[str]) -> dict[str, int]:
     """Fetch a batch of entries' pages concurrently; hand each fetched page to the CPU
     queue in groups as they arrive (a slow server holds back only its own page)."""
     rt = runtime()
+    if not wait_for_handoff_room(rt):
+        rt.ledger.postpone(entry_ids, ROOM_POSTPONE_S)
+        return {"postponed": len(entry_ids)}
     pending = {fetch_pool().submit(pipeline.fetch_stage, rt, e): e for e in entry_ids}
     fetched: list[str] = []
     outcomes: Counter[str] = Counter()
@@ -122,6 +130,18 @@ def fetch_pages(entry_ids: list[str]) -> dict[str, int]:
             enqueue_extractions(fetched)
             fetched = []
     return dict(outcomes)
+
+
+def wait_for_handoff_room(rt: Runtime) -> bool:
+    """Backpressure: whether fewer than ``max_waiting_pages`` fetched pages wait for
+    extraction (now or within ROOM_WAIT_S). Without it, fetching runs ahead of the CPUs
+    and every page of a backlog sits in Redis at once."""
+    deadline = time.monotonic() + ROOM_WAIT_S
+    while rt.ledger.pages_waiting() >= rt.settings.max_waiting_pages:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _fetch_outcome(entry_id: str, future: Future[pipeline.StageResult]) -> str:

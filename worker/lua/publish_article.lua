@@ -6,6 +6,7 @@
 -- KEYS[1] articles stream  KEYS[2] duplicates stream  KEYS[3] article:{id} HASH
 -- KEYS[4] content:{hash}   KEYS[5] entry HASH         KEYS[6] inflight ZSET
 -- KEYS[7] seen:{entry}     KEYS[8] stats HASH         KEYS[9] the handed-over page
+-- KEYS[10] handed ZSET (pages waiting for extraction)
 -- ARGV[1] entry id   ARGV[2] article id   ARGV[3] content hash
 -- ARGV[4] the message JSON after its opening brace, without schema and revision
 -- ARGV[5] ttl seconds   ARGV[6] MAXLEN   ARGV[7] MINID ('' = none)
@@ -33,6 +34,7 @@ local ENTRY, TAG, LOG_RECORD, LOG_SPAN, MAX_CANDIDATES = 6, 2, 48, 1024, 256
 
 local function finish(outcome, counter)
   redis.call('DEL', KEYS[9])
+  redis.call('ZREM', KEYS[10], ARGV[1])
   redis.call('HSET', KEYS[5], 'state', outcome, 'article_id', id)
   redis.call('ZREM', KEYS[6], ARGV[1])
   redis.call('SET', KEYS[7], 'done', 'EX', ttl)

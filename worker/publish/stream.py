@@ -77,7 +77,7 @@ class Publisher:
             "publish_article",
             [keys.articles, keys.duplicates, keys.article(article["id"]),
              keys.content(article["content_hash"]), keys.entry(entry_id), keys.inflight,
-             keys.seen(entry_id), keys.stats, keys.page(entry_id)],
+             keys.seen(entry_id), keys.stats, keys.page(entry_id), keys.handed],
             [entry_id, article["id"], article["content_hash"], message_rest(article),
              retention.window_s, retention.maxlen, retention.minid(), *near],
         )  # fmt: skip
@@ -96,6 +96,8 @@ class Publisher:
                     keys.inflight,
                     keys.seen(entry_id),
                     keys.stats,
+                    keys.page(entry_id),
+                    keys.handed,
                 ],
                 [
                     entry_id,

@@ -1,0 +1,73 @@
+"""Backpressure between fetching and extraction: fetched pages waiting in Redis are
+counted deployment-wide, and fetching pauses while there is no room (real Redis)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import article_html, story
+from worker import pipeline, tasks
+from worker.config import Settings
+from worker.dedup.canonical import url_id
+from worker.ledger import HandedPage
+from worker.model import FeedEntry, utc_iso
+from worker.runtime import Runtime
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def small(settings: Settings) -> Iterator[Runtime]:
+    """A deployment of its own (no worker consumes its keys), room for 2 waiting pages."""
+    tag = uuid.uuid4().hex[:6]
+    own = settings.model_copy(
+        update={"key_prefix": f"bp{tag}", "stream_prefix": f"bp{tag}:news", "max_waiting_pages": 2}
+    )
+    runtime = Runtime.build(own, own.redis_url or "")
+    yield runtime
+    runtime.close()
+
+
+def fetched_entries(rt: Runtime, count: int) -> list[str]:
+    """Claim ``count`` entries and hand a fetched article page over for each."""
+    feed = rt.registry.add(f"http://127.0.0.1:9/bp-{uuid.uuid4().hex[:6]}.xml")
+    urls = [f"http://127.0.0.1:9/bp/{uuid.uuid4().hex}.html" for _ in range(count)]
+    entries = [FeedEntry(url_id(u), feed.feed_id, feed.url, u) for u in urls]
+    ids = rt.ledger.claim(feed.feed_id, entries)
+    for entry_id, url in zip(ids, urls, strict=True):
+        html = article_html("Backpressure", story(f"bp-{entry_id}")).decode()
+        rt.ledger.hand_over(entry_id, HandedPage(url, utc_iso(), html))
+    return ids
+
+
+def test_fetching_waits_for_room_and_ended_entries_free_it(
+    small: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "ROOM_WAIT_S", 0.3)
+    published, failed, waiting = fetched_entries(small, 3)
+    assert small.ledger.pages_waiting() == 3
+    started = time.monotonic()
+    assert not tasks.wait_for_handoff_room(small)
+    assert time.monotonic() - started >= 0.3
+
+    assert pipeline.extract_stage(small, published).detail == "article"
+    pipeline.fail_entry(small, failed, "no_content", "test")
+    assert small.ledger.pages_waiting() == 1
+    assert tasks.wait_for_handoff_room(small)
+    for entry_id in (published, failed):  # the hand-off is gone with the entry's end
+        assert not small.client.exists(small.keys.page(entry_id))
+    assert small.client.exists(small.keys.page(waiting))
+
+
+def test_postponed_entries_come_back_later_but_ended_ones_do_not(small: Runtime) -> None:
+    ended, queued = fetched_entries(small, 2)
+    pipeline.fail_entry(small, ended, "no_content", "test")
+    small.ledger.postpone([ended, queued], 30)
+    assert small.client.zscore(small.keys.inflight, ended) is None
+    deadline = small.client.zscore(small.keys.inflight, queued)
+    assert deadline is not None and deadline >= time.time() + 29
+    assert small.ledger.state(queued)["state"] == "queued"
