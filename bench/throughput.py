@@ -425,8 +425,12 @@ def rss_mb(pid: int) -> float:
 
 
 def rss_sample(rt: Runtime, procs: WorkerProcesses, started: float) -> dict[str, Any]:
-    """Resident memory now: the io worker, the cpu pool parent, and its largest child."""
+    """Resident memory now: the io worker, the cpu pool parent, and its largest child;
+    with the tasks waiting in the poll/fetch/extract queues (where the backlog is)."""
     sample: dict[str, Any] = {"s": round(time.monotonic() - started, 1), "ended": ended(rt)}
+    names = queue_names(rt.settings)
+    sample["queued"] = "/".join(str(rt.client.llen(q)) for q in names)
+    sample["pages_waiting"] = rt.ledger.pages_waiting()
     for role, popen in procs.processes.items():
         sample[role] = rss_mb(popen.pid)
         children = [rss_mb(p.pid) for p in tree(popen.pid)[1:]]
