@@ -182,6 +182,9 @@ def load_settings(**overrides: Any) -> Settings:
 def child_environment(settings: Settings) -> dict[str, str]:
     """Environment for a child process that must run with exactly these settings."""
     env = dict(os.environ)
+    # glibc gives each of a worker's many threads its own malloc arena; with pages of
+    # ~200 KB in flight an io worker's RSS grew to 330 MB instead of ~190 (bench run).
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     for name in sorted(settings.model_fields_set | {"redis_url", "data_dir"}):
         value = getattr(settings, name)
         if value is None:
