@@ -140,7 +140,7 @@ def wait_for_handoff_room(rt: Runtime) -> bool:
     while rt.ledger.pages_waiting() >= rt.settings.max_waiting_pages:
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.1)
+        time.sleep(0.25)  # every io thread may be here: keep the polling of Redis light
     return True
 
 
