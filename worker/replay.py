@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from worker.celery_app import queue_names
 from worker.dedup.canonical import url_id
 from worker.ledger import TERMINAL_STATES, new_token
 from worker.runtime import Runtime
@@ -184,7 +185,7 @@ def request_poll(rt: Runtime, feed_id: str) -> None:
     pipe.hset(rt.keys.feed(feed_id), "poll_token", token)
     pipe.zadd(rt.keys.feeds_due, {feed_id: time.time() + rt.settings.poll_lease_s})
     pipe.execute()
-    poll_feed.delay(feed_id, token)
+    poll_feed.apply_async((feed_id, token), queue=queue_names(rt.settings).poll)
 
 
 def replay(rt: Runtime, path: Path = DEFAULT_SEEDS, timeout_s: float = 120.0) -> ReplaySummary:

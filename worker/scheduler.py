@@ -14,6 +14,7 @@ from pathlib import Path
 import redis
 import yaml
 
+from worker.celery_app import queue_names
 from worker.feeds.schedule import claim_due
 from worker.observability import beat
 from worker.runtime import Runtime
@@ -40,7 +41,8 @@ def tick(rt: Runtime) -> int:
     claimed = claim_due(rt.client, rt.keys, rt.settings.scheduler_batch, rt.settings.poll_lease_s)
     size = rt.settings.poll_batch
     for start in range(0, len(claimed), size):
-        poll_feeds.delay([list(claim) for claim in claimed[start : start + size]])
+        batch = [list(claim) for claim in claimed[start : start + size]]
+        poll_feeds.apply_async((batch,), queue=queue_names(rt.settings).poll)
     return len(claimed)
 
 

@@ -12,7 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from worker import pipeline
-from worker.celery_app import app, extraction_task_limits
+from worker.celery_app import app, extraction_task_limits, queue_names
 from worker.config import Settings, load_settings
 from worker.extract.article import release_memory
 from worker.feeds.poll import poll_feed as poll_feed_once
@@ -73,15 +73,19 @@ def chunks(items: list[str], size: int) -> list[list[str]]:
 
 def enqueue_fetches(entry_ids: list[str], settings: Settings | None = None) -> None:
     """Queue page fetches, several entries per task (a task costs ~2 ms of broker work)."""
-    for batch in chunks(entry_ids, (settings or runtime().settings).fetch_batch):
-        fetch_pages.delay(batch)
+    settings = settings or runtime().settings
+    queue = queue_names(settings).fetch
+    for batch in chunks(entry_ids, settings.fetch_batch):
+        fetch_pages.apply_async((batch,), queue=queue)
 
 
 def enqueue_extractions(entry_ids: list[str], settings: Settings | None = None) -> None:
     """Queue extractions, several pages per task, with time limits sized to the batch."""
     settings = settings or runtime().settings
+    queue = queue_names(settings).extract
     for batch in chunks(entry_ids, settings.extract_batch):
-        extract_pages.apply_async((batch,), **extraction_task_limits(settings, len(batch)))
+        limits = extraction_task_limits(settings, len(batch))
+        extract_pages.apply_async((batch,), queue=queue, **limits)
 
 
 @app.task(name="newswire.poll_feed")
