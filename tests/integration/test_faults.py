@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
-from tests.servers.newsroom import Newsroom
-from tests.support import article_html, articles_of, drain, feed_polled, rss, story, wait_until
+from tests.servers.newsroom import Newsroom, Route
+from tests.support import (
+    article_html,
+    articles_of,
+    drain,
+    feed_polled,
+    messages,
+    rss,
+    story,
+    wait_until,
+)
+from worker.config import Settings, child_environment
 from worker.dedup.canonical import url_id
+from worker.redis import EmbeddedServer
 from worker.replay import request_poll
 from worker.runtime import Runtime
-from worker.service import WorkerProcesses
+from worker.service import WorkerProcesses, WorkerSpec
+from worker.workerproc import live_roles
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
 
@@ -42,3 +62,108 @@ def test_killed_extraction_child_is_redelivered_and_published_once(
     assert state["state"] == "published" and int(state["attempts_extract"]) >= 2
     assert newsroom.count("/kill/big.html") == 1  # the page was not fetched again
     assert cpu_main.is_running() and len(cpu_main.children()) == 2  # the pool recovered
+
+
+@contextlib.contextmanager
+def deployment(
+    settings: Settings, redis_url: str, scheduler: bool = False
+) -> Iterator[tuple[Runtime, WorkerProcesses]]:
+    """A deployment of its own (own keys and queues, io and cpu workers, and a scheduler
+    process if asked): its workers can be killed, or its Redis restarted, without touching
+    the session's."""
+    tag = uuid.uuid4().hex[:6]
+    own = settings.model_copy(
+        update={"redis_url": redis_url, "key_prefix": f"f{tag}", "stream_prefix": f"f{tag}:news"}
+    )
+    runtime = Runtime.build(own, redis_url)
+    procs = WorkerProcesses(own, [WorkerSpec("io", "threads", 8), WorkerSpec("cpu", "prefork", 1)])
+    procs.start()
+    command = [sys.executable, "-m", "worker", "scheduler"]
+    sched = subprocess.Popen(command, env=child_environment(own)) if scheduler else None
+    try:
+        assert wait_until(lambda: {"worker-io", "worker-cpu"} <= live_roles(runtime), 60)
+        yield runtime, procs
+    finally:
+        if sched is not None:
+            sched.terminate()
+            sched.wait(15)
+        procs.stop(15)
+        runtime.close()
+
+
+def slow_feed(newsroom: Newsroom, name: str, count: int, delay_s: float) -> tuple[str, list[str]]:
+    """A feed of ``count`` article pages, each answered after ``delay_s``."""
+    links = []
+    for i in range(count):
+        body = article_html(f"{name} {i}", story(f"{name}-{i}-{time.time()}"))
+        links.append(newsroom.add(f"/{name}/{i}.html", Route(body=body, delay_s=delay_s)))
+    items = [{"title": f"{name} {i}", "link": link} for i, link in enumerate(links)]
+    feed = newsroom.add(f"/{name}/feed.xml", body=rss(items), content_type="application/rss+xml")
+    return feed, links
+
+
+def states(rt: Runtime, links: list[str]) -> Counter[str]:
+    return Counter(rt.ledger.state(url_id(link)).get("state", "?") for link in links)
+
+
+def assert_published_once(rt: Runtime, feed: str, links: list[str]) -> None:
+    published = articles_of(rt, feed)
+    assert sorted(m["url"] for m in published) == sorted(links)  # every one, each once
+    assert messages(rt, rt.keys.deadletter) == []
+    assert states(rt, links) == Counter({"published": len(links)})
+
+
+def test_killed_io_worker_loses_nothing_and_doubles_nothing(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    feed, links = slow_feed(newsroom, "iokill", 12, delay_s=1.0)  # read timeout: 2 s
+    with deployment(settings, settings.redis_url or "") as (rt, procs):
+        request_poll(rt, rt.registry.add(feed).feed_id)
+        assert wait_until(lambda: states(rt, links)["fetch"] >= 4, 30)  # downloads in flight
+        io = procs.processes["io"]
+        os.kill(io.pid, signal.SIGKILL)  # kill -9 of the worker's main process
+        io.wait(10)
+        replacement = WorkerProcesses(rt.settings, [WorkerSpec("io", "threads", 8, name="io2")])
+        replacement.start()
+        try:
+            drain(rt, timeout=90)  # leases expire; the sweeper re-enqueues the lost fetches
+        finally:
+            replacement.stop(15)
+        assert_published_once(rt, feed, links)
+        assert all(newsroom.count(f"/iokill/{i}.html") <= 2 for i in range(12))
+
+
+def test_redis_restart_mid_run_loses_nothing_and_doubles_nothing(
+    settings: Settings, newsroom: Newsroom, tmp_path: Path
+) -> None:
+    server = EmbeddedServer.start(tmp_path)
+    feed, links = slow_feed(newsroom, "restart", 12, delay_s=0.5)
+    try:
+        # Everything, polls and sweeps included, runs in the deployment's own processes
+        # (this process's Celery app talks to the session's broker).
+        with deployment(settings, server.url, scheduler=True) as (rt, _procs):
+            rt.registry.add(feed)  # due at once: the scheduler polls it
+            assert wait_until(lambda: states(rt, links)["published"] >= 2, 60)
+            server.stop()  # SIGTERM: the AOF is flushed, as in a planned restart
+            time.sleep(2)  # workers see the connection drop, with work in flight
+            server = EmbeddedServer.start(tmp_path, port=server.port)
+            assert wait_until(lambda: _answers(rt), 30)
+            assert wait_until(lambda: _all_ended(rt, links), 120), states(rt, links)
+            assert_published_once(rt, feed, links)
+    finally:
+        server.stop()
+
+
+def _all_ended(rt: Runtime, links: list[str]) -> bool:
+    try:
+        ended = sum(states(rt, links)[s] for s in ("published", "failed", "duplicate"))
+        return ended == len(links) and rt.client.zcard(rt.keys.inflight) == 0
+    except redis.RedisError:
+        return False
+
+
+def _answers(rt: Runtime) -> bool:
+    try:
+        return bool(rt.client.ping())
+    except redis.RedisError:
+        return False
