@@ -15,7 +15,9 @@ What is measured, in one run:
    position survives keep their text, and their extra copies end as duplicates). The
    clock runs from the first ``request_poll`` to the moment every entry has ended (the
    stats hash: published + duplicates + unchanged + failed == entries) and the pipeline
-   is drained (inflight ZSET and every queue empty). Printed: entries/s (the pipeline
+   is drained (inflight ZSET and every queue empty). The steady rate, between the
+   moments 10% and 90% of the entries had ended, is printed too; the ratio uses the
+   whole run. Printed: entries/s (the pipeline
    rate) and published articles/s. entries/s counts every ended entry, because a
    duplicate goes through fetch, extraction, dedup and publishing (to
    ``news:duplicates``) like an article. The marker defeats only the exact-duplicate
@@ -38,7 +40,7 @@ Also reported: CPU seconds used during the timed window by the HTTP server proce
 valkey server, each worker process tree and this process, and by everything else on the
 machine ("others", from /proc/stat: other jobs sharing the cores skew every figure); the
 peak RSS (VmHWM) of every worker process (io, the cpu pool parent, each pool child) and
-the RSS of each every 2 s (a long run, ``--articles 5000``, shows whether it stays flat
+the RSS of each every second (a long run, ``--articles 5000``, shows whether it stays flat
 across trafilatura cache resets and pool recycling); the outcome counts and whether
 each published text carries its marker.
 The machine is small and noisy: compare figures of one run, not across runs.
@@ -92,7 +94,7 @@ PROBE_URL = "http://127.0.0.1/probe.html"
 _PARAGRAPH = re.compile(rb"<p\b[^>]*>(.*?)</p\s*>", re.S | re.I)
 _TAG = re.compile(rb"<[^>]+>")
 _TERMINAL = ("published", "duplicates", "unchanged", "failed")
-RSS_EVERY_S = 2.0
+RSS_EVERY_S = 1.0
 
 
 # --- the pages -----------------------------------------------------------------------
@@ -524,6 +526,15 @@ def register(rt: Runtime, base_url: str, feeds: int) -> list[str]:
     return [rt.registry.add(f"{base_url}{feed_path(f)}").feed_id for f in range(feeds)]
 
 
+def steady_rate(samples: list[dict[str, Any]], entries: int) -> float | None:
+    """Entries/s between the samples where 10% and 90% of the entries had ended: the
+    rate once the first polls are done and before the last batches drain."""
+    inside = [s for s in samples if 0.1 * entries <= s["ended"] <= 0.9 * entries]
+    if len(inside) < 2 or inside[-1]["s"] <= inside[0]["s"]:
+        return None
+    return round((inside[-1]["ended"] - inside[0]["ended"]) / (inside[-1]["s"] - inside[0]["s"]), 2)
+
+
 def cpu_per_entry(cpu: dict[str, float], entries: int) -> dict[str, float]:
     """Milliseconds of CPU per entry, by process group and for all of ours."""
     ours = {k: v for k, v in cpu.items() if k != "others"}
@@ -583,6 +594,7 @@ def pipeline(
             **outcomes(rt, site, base_url),
         }
         figures["articles_per_s"] = round(figures["published"] / elapsed, 2)
+        figures["steady_entries_per_s"] = steady_rate(rss_samples, entries)
         figures["cpu_ms_per_entry"] = cpu_per_entry(cpu, entries)
         figures["valkey_us_per_entry"] = valkey_time(rt, entries)
 
@@ -702,6 +714,12 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         f"{result['ratio_parallel']}; cpu-time ratio, extraction ms per page / pipeline ms "
         f"per entry: {result['ratio_cpu']})"
     )
+    if "ratio_steady" in result:
+        print(
+            "steady state (10% to 90% of the entries ended): "
+            f"{result['pipeline']['steady_entries_per_s']} entries/s, "
+            f"ratio {result['ratio_steady']}"
+        )
 
 
 def report_pipeline(result: dict[str, Any]) -> None:
@@ -832,6 +850,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_parallel": round(run["entries_per_s"] / limit["parallel_pages_per_s"], 3),
         "ratio_cpu": round(limit["extract_cpu_ms_per_page"] / run["cpu_ms_per_entry"]["total"], 3),
     }
+    if run["steady_entries_per_s"]:
+        result["ratio_steady"] = round(run["steady_entries_per_s"] / limit["limit_pages_per_s"], 3)
     report(result, args.json)
     return 0
 
