@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from worker.extract.article import extract_page
@@ -31,7 +32,13 @@ _WARM_UP_PAGE = (
 
 
 def warm_up() -> None:
-    """Load what the first extraction would load lazily (trafilatura's modules, the
-    language model: ~0.6 s of CPU). Called in a prefork parent, it saves every child,
-    and every recycled child, that cost."""
-    page_document(_WARM_UP_PAGE, "http://127.0.0.1/warm-up", min_chars=200)
+    """Load what the first extractions would load lazily: trafilatura's modules, the
+    language model, the public-suffix list (a URL with a real domain), and justext's
+    stoplists of every language (trafilatura builds them on its first justext rescue):
+    ~1 s of CPU. Called in a prefork parent, it saves every child, and every recycled
+    child, that cost."""
+    page_document(_WARM_UP_PAGE, "https://www.example.com/news/warm-up.html", min_chars=200)
+    with contextlib.suppress(ImportError, AttributeError):  # an internal of trafilatura
+        from trafilatura.external import jt_stoplist_init
+
+        jt_stoplist_init()
