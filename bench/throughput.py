@@ -15,9 +15,7 @@ What is measured, in one run:
    position survives keep their text, and their extra copies end as duplicates). The
    clock runs from the first ``request_poll`` to the moment every entry has ended (the
    stats hash: published + duplicates + unchanged + failed == entries) and the pipeline
-   is drained (inflight ZSET and every queue empty). The steady rate, between the
-   moments 10% and 90% of the entries had ended, is printed too; the ratio uses the
-   whole run. Printed: entries/s (the pipeline
+   is drained (inflight ZSET and every queue empty). Printed: entries/s (the pipeline
    rate) and published articles/s. entries/s counts every ended entry, because a
    duplicate goes through fetch, extraction, dedup and publishing (to
    ``news:duplicates``) like an article. The marker defeats only the exact-duplicate
@@ -526,15 +524,6 @@ def register(rt: Runtime, base_url: str, feeds: int) -> list[str]:
     return [rt.registry.add(f"{base_url}{feed_path(f)}").feed_id for f in range(feeds)]
 
 
-def steady_rate(samples: list[dict[str, Any]], entries: int) -> float | None:
-    """Entries/s between the samples where 10% and 90% of the entries had ended: the
-    rate once the first polls are done and before the last batches drain."""
-    inside = [s for s in samples if 0.1 * entries <= s["ended"] <= 0.9 * entries]
-    if len(inside) < 2 or inside[-1]["s"] <= inside[0]["s"]:
-        return None
-    return round((inside[-1]["ended"] - inside[0]["ended"]) / (inside[-1]["s"] - inside[0]["s"]), 2)
-
-
 def cpu_per_entry(cpu: dict[str, float], entries: int) -> dict[str, float]:
     """Milliseconds of CPU per entry, by process group and for all of ours."""
     ours = {k: v for k, v in cpu.items() if k != "others"}
@@ -594,7 +583,6 @@ def pipeline(
             **outcomes(rt, site, base_url),
         }
         figures["articles_per_s"] = round(figures["published"] / elapsed, 2)
-        figures["steady_entries_per_s"] = steady_rate(rss_samples, entries)
         figures["cpu_ms_per_entry"] = cpu_per_entry(cpu, entries)
         figures["valkey_us_per_entry"] = valkey_time(rt, entries)
 
@@ -714,12 +702,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         f"{result['ratio_parallel']}; cpu-time ratio, extraction ms per page / pipeline ms "
         f"per entry: {result['ratio_cpu']})"
     )
-    if "ratio_steady" in result:
-        print(
-            "steady state (10% to 90% of the entries ended): "
-            f"{result['pipeline']['steady_entries_per_s']} entries/s, "
-            f"ratio {result['ratio_steady']}"
-        )
+
 
 
 def report_pipeline(result: dict[str, Any]) -> None:
@@ -850,8 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_parallel": round(run["entries_per_s"] / limit["parallel_pages_per_s"], 3),
         "ratio_cpu": round(limit["extract_cpu_ms_per_page"] / run["cpu_ms_per_entry"]["total"], 3),
     }
-    if run["steady_entries_per_s"]:
-        result["ratio_steady"] = round(run["steady_entries_per_s"] / limit["limit_pages_per_s"], 3)
+
     report(result, args.json)
     return 0
 
