@@ -1,7 +1,8 @@
 """robots.txt for article fetches: fetched once per origin, cached in Redis for a day.
 
 RFC 9309 semantics: 4xx means no restrictions; 5xx or an unreachable server means we
-may not crawl yet (a transient error, so the entry is retried later, not dropped).
+may not crawl yet (a transient error, so the entry is retried later, not dropped). An
+origin our address guard refuses is a permanent error with the guard's reason.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ ROBOTS_LIMITS = FetchLimits(
 AGENT = "newswire"
 LOCAL_TTL_S = 300.0
 LOCAL_ENTRIES = 10_000
+REFUSED = frozenset({"blocked_address", "unsupported_scheme", "invalid_url"})  # by our guard
 
 
 @lru_cache(maxsize=4096)
@@ -77,6 +79,10 @@ class Robots:
             response = self._fetcher.get(f"{origin}/robots.txt", ROBOTS_LIMITS)
             text = response.body.decode("utf-8", errors="replace")
         except FetchError as exc:
+            if exc.reason in REFUSED:
+                # The guard refused the origin (or where its robots.txt sends us): the page
+                # would be refused the same way. Say so, rather than retry "unreachable".
+                raise PermanentFetchError(exc.reason, origin, exc.detail) from None
             status = exc.reason.removeprefix("http_")
             if not (status.isdigit() and 400 <= int(status) < 500):
                 raise TransientFetchError("robots_unreachable", origin, exc.reason) from None
