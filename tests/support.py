@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import subprocess
+import sys
 import time
+import uuid
+from collections.abc import Iterator
 from email.utils import formatdate
 from html import escape
 from typing import Any
 
 from worker.celery_app import queue_names
+from worker.config import Settings, child_environment
 from worker.keys import Keys
 from worker.publish.consumer import decode
 from worker.publish.schema import validate_message
 from worker.runtime import Runtime
+from worker.service import WorkerProcesses, WorkerSpec
+from worker.workerproc import live_roles
 
 WORDS = [
     "government",
@@ -186,3 +194,31 @@ def feed_polled(rt: Runtime, feed_id: str, polls: int = 1, timeout: float = 30.0
         return raw is not None and json.loads(raw) >= polls
 
     assert wait_until(done, timeout), f"feed {feed_id} not polled {polls} times"
+
+
+@contextlib.contextmanager
+def deployment(
+    settings: Settings, redis_url: str, scheduler: bool = False, **overrides: Any
+) -> Iterator[tuple[Runtime, WorkerProcesses]]:
+    """A deployment of its own (own keys and queues, io and cpu workers, and a scheduler
+    process if asked), with settings of its own: its workers can be killed, or its Redis
+    restarted, without touching the session's. Tasks enqueued by this process for it
+    reach it only on the session's Redis (the Celery app's broker); elsewhere, let its
+    scheduler poll."""
+    tag = uuid.uuid4().hex[:6]
+    update = {"redis_url": redis_url, "key_prefix": f"f{tag}", "stream_prefix": f"f{tag}:news"}
+    own = settings.model_copy(update={**update, **overrides})
+    runtime = Runtime.build(own, redis_url)
+    procs = WorkerProcesses(own, [WorkerSpec("io", "threads", 8), WorkerSpec("cpu", "prefork", 1)])
+    procs.start()
+    command = [sys.executable, "-m", "worker", "scheduler"]
+    sched = subprocess.Popen(command, env=child_environment(own)) if scheduler else None
+    try:
+        assert wait_until(lambda: {"worker-io", "worker-cpu"} <= live_roles(runtime), 60)
+        yield runtime, procs
+    finally:
+        if sched is not None:
+            sched.terminate()
+            sched.wait(15)
+        procs.stop(15)
+        runtime.close()

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -21,6 +16,7 @@ from tests.servers.newsroom import Newsroom, Route
 from tests.support import (
     article_html,
     articles_of,
+    deployment,
     drain,
     feed_polled,
     messages,
@@ -28,13 +24,12 @@ from tests.support import (
     story,
     wait_until,
 )
-from worker.config import Settings, child_environment
+from worker.config import Settings
 from worker.dedup.canonical import url_id
 from worker.redis import EmbeddedServer
 from worker.replay import request_poll
 from worker.runtime import Runtime
 from worker.service import WorkerProcesses, WorkerSpec
-from worker.workerproc import live_roles
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
 
@@ -62,33 +57,6 @@ def test_killed_extraction_child_is_redelivered_and_published_once(
     assert state["state"] == "published" and int(state["attempts_extract"]) >= 2
     assert newsroom.count("/kill/big.html") == 1  # the page was not fetched again
     assert cpu_main.is_running() and len(cpu_main.children()) == 2  # the pool recovered
-
-
-@contextlib.contextmanager
-def deployment(
-    settings: Settings, redis_url: str, scheduler: bool = False
-) -> Iterator[tuple[Runtime, WorkerProcesses]]:
-    """A deployment of its own (own keys and queues, io and cpu workers, and a scheduler
-    process if asked): its workers can be killed, or its Redis restarted, without touching
-    the session's."""
-    tag = uuid.uuid4().hex[:6]
-    own = settings.model_copy(
-        update={"redis_url": redis_url, "key_prefix": f"f{tag}", "stream_prefix": f"f{tag}:news"}
-    )
-    runtime = Runtime.build(own, redis_url)
-    procs = WorkerProcesses(own, [WorkerSpec("io", "threads", 8), WorkerSpec("cpu", "prefork", 1)])
-    procs.start()
-    command = [sys.executable, "-m", "worker", "scheduler"]
-    sched = subprocess.Popen(command, env=child_environment(own)) if scheduler else None
-    try:
-        assert wait_until(lambda: {"worker-io", "worker-cpu"} <= live_roles(runtime), 60)
-        yield runtime, procs
-    finally:
-        if sched is not None:
-            sched.terminate()
-            sched.wait(15)
-        procs.stop(15)
-        runtime.close()
 
 
 def slow_feed(newsroom: Newsroom, name: str, count: int, delay_s: float) -> tuple[str, list[str]]:

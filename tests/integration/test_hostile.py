@@ -11,7 +11,17 @@ import psutil
 import pytest
 
 from tests.servers.newsroom import Newsroom, Route, connection_reset, endless_body, slow_drip
-from tests.support import article_html, articles_of, drain, feed_polled, messages, rss, story
+from tests.support import (
+    article_html,
+    articles_of,
+    deployment,
+    drain,
+    feed_polled,
+    messages,
+    rss,
+    story,
+)
+from worker.config import Settings
 from worker.dedup.canonical import url_id
 from worker.replay import request_poll
 from worker.runtime import Runtime
@@ -112,3 +122,35 @@ def test_hostile_pages_end_as_explained_dead_letters(
     assert tree_rss(io_pid) - before < 150 * 2**20  # decoding never held the bomb in memory
     for name in HOSTILE:
         assert rt.ledger.state(url_id(links[name]))["state"] == "failed"
+
+
+def test_private_targets_end_as_blocked_dead_letters(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    """With private hosts refused (the default), a link or a redirect to a private address
+    ends as a ``blocked_address`` dead letter, without a connection to it."""
+    secret = Newsroom()  # a "private" service the feed wants us to reach
+    secret.add("/admin.html", body=article_html("Secret", story("secret")))
+    target = secret.url("/admin.html")
+    links = {
+        "redirect": newsroom.add("/private/redirect.html", redirect(target)),
+        "direct": target,
+        "lan": "http://10.0.0.1/router.html",
+        "good": newsroom.add("/private/good.html", body=article_html("Fine", story("pv-good"))),
+    }
+    feed = newsroom.add("/private/feed.xml", content_type="application/rss+xml",
+                        body=rss([{"title": n, "link": u} for n, u in links.items()]))  # fmt: skip
+    try:
+        with deployment(settings, settings.redis_url or "", allow_private_hosts=False) as (rt, _):
+            rt.allow_origin(newsroom.host, newsroom.port)  # the feed's own server only
+            feed_id = rt.registry.add(feed).feed_id
+            request_poll(rt, feed_id)
+            feed_polled(rt, feed_id)
+            drain(rt, timeout=60)
+            dead = {m["url"]: m for _s, m in messages(rt, rt.keys.deadletter)}
+            for name in ("redirect", "direct", "lan"):
+                assert dead[links[name]]["reason"] == "blocked_address", name
+            assert [m["url"] for m in articles_of(rt, feed)] == [links["good"]]
+        assert secret.count("/admin.html") == 0  # never connected
+    finally:
+        secret.close()
