@@ -42,13 +42,6 @@ def soft_time_limit(settings: Settings) -> float:
     return max(settings.task_time_limit_s - 10, settings.task_time_limit_s / 2)
 
 
-def extraction_task_limits(settings: Settings, pages: int) -> dict[str, float]:
-    """Celery's limits for one extraction task of ``pages`` pages: a backstop behind the
-    per-page limit (worker/extract/timeout.py), for a C call that never yields."""
-    soft = settings.extraction_time_limit_s * pages + 10
-    return {"soft_time_limit": soft, "time_limit": soft + 10}
-
-
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours (reliability.md, 'Settings for our worker')."""
     queues = queue_names(settings)

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         if self.min_poll_interval_s > self.max_poll_interval_s:
             raise ValueError("min_poll_interval_s must not exceed max_poll_interval_s")
         longest_task = max(
-            self.task_time_limit_s, self.extraction_time_limit_s * self.extract_batch + 20
+            self.task_time_limit_s, self.extraction_task_limits(self.extract_batch)["time_limit"]
         )
         if self.visibility_timeout_s <= longest_task:
             raise ValueError(
@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         if self.running_lease_s <= self.fetch_deadline_s:
             raise ValueError("running_lease_s must exceed fetch_deadline_s")
         return self
+
+    def extraction_task_limits(self, pages: int) -> dict[str, float]:
+        """Celery's soft and hard limits for one extraction task of ``pages`` pages: a
+        backstop behind the per-page limit (worker/extract/timeout.py), for a C call that
+        never yields."""
+        soft = self.extraction_time_limit_s * pages + 10
+        return {"soft_time_limit": soft, "time_limit": soft + 10}
 
     @property
     def effective_user_agent(self) -> str:

@@ -12,7 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from worker import pipeline
-from worker.celery_app import app, extraction_task_limits, queue_names
+from worker.celery_app import app, queue_names
 from worker.config import Settings, load_settings
 from worker.extract.article import release_memory
 from worker.feeds.poll import poll_feed as poll_feed_once
@@ -68,7 +68,7 @@ def fetch_pool() -> ThreadPoolExecutor:
 
 
 def chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), max(size, 1))]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def enqueue_fetches(entry_ids: list[str], settings: Settings | None = None) -> None:
@@ -84,7 +84,7 @@ def enqueue_extractions(entry_ids: list[str], settings: Settings | None = None) 
     settings = settings or runtime().settings
     queue = queue_names(settings).extract
     for batch in chunks(entry_ids, settings.extract_batch):
-        limits = extraction_task_limits(settings, len(batch))
+        limits = settings.extraction_task_limits(len(batch))
         extract_pages.apply_async((batch,), queue=queue, **limits)
 
 
