@@ -280,19 +280,6 @@ def tree(pid: int) -> list[psutil.Process]:
     return []
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process, its live descendants, and the children it has reaped
-    (a recycled pool child's time moves to its parent's children_user/system)."""
-    total = 0.0
-    for i, proc in enumerate(tree(pid)):
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            total += times.user + times.system
-            if i == 0:
-                total += times.children_user + times.children_system
-    return total
-
-
 def processes_cpu_seconds(procs: list[psutil.Process]) -> float:
     total = 0.0
     for proc in procs:
@@ -300,6 +287,16 @@ def processes_cpu_seconds(procs: list[psutil.Process]) -> float:
             times = proc.cpu_times()
             total += times.user + times.system
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, its live descendants, and the children it has reaped
+    (a recycled pool child's time moves to its parent's children_user/system)."""
+    reaped = 0.0
+    with contextlib.suppress(psutil.Error):
+        times = psutil.Process(pid).cpu_times()
+        reaped = times.children_user + times.children_system
+    return processes_cpu_seconds(tree(pid)) + reaped
 
 
 def peak_rss_mb(pid: int) -> float:
