@@ -178,7 +178,7 @@ def synthetic_scale(rt: Runtime, count: int) -> dict[str, Any]:
     prefix = rt.settings.key_prefix
     index_bytes = sum(
         int(rt.client.memory_usage(key) or 0)
-        for pattern in (f"{prefix}:nd:*", f"{prefix}:ndlog:*")
+        for pattern in (f"{prefix}:nd:*", f"{prefix}:ndh:*", f"{prefix}:ndlog:*")
         for key in rt.client.scan_iter(match=pattern, count=1000)
     )
     return {

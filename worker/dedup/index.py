@@ -4,10 +4,11 @@ The lookup and the insert run inside the publish script (lua/publish_article.lua
 that "is there a near duplicate?" and "I am the original" are one atomic step. This
 module prepares that script's arguments. Layout, per generation of ``generation_days``:
 16 LSH bands, each band value kept as a 6-byte entry (16 bits of the band | sequence
-number) in one of ``2**bucket_bits`` packed strings chosen by the band's full 32 bits,
-and a log of 48-byte records (32 low bytes of the signature | the article id) addressed
-by sequence number. Generations older than
-the dedup window expire as whole keys, so memory stays bounded without a sweeper.
+number) in one of ``2**bucket_bits`` packed strings chosen by the band's full 32 bits
+(the fields of one HASH per generation: a lookup costs one HMGET per generation), and a
+log of 48-byte records (32 low bytes of the signature | the article id) addressed by
+sequence number. Generations older than the dedup window expire as whole keys, so
+memory stays bounded without a sweeper.
 """
 
 from __future__ import annotations

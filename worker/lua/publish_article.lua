@@ -15,11 +15,13 @@
 -- ARGV[11] generations to search   ARGV[12] generation ttl seconds
 -- ARGV[13] signature low bytes (32 bytes)   ARGV[14] 16 band tags (2 bytes each)
 -- ARGV[15] the 16 bucket numbers, comma-separated   ARGV[16] article id (16 raw bytes)
--- The index keys (<prefix>:nd:<generation>:<bucket> holding 6-byte entries
+-- The index keys (<prefix>:ndh:<generation>, a HASH of bucket -> 6-byte entries
 -- band tag|seq, and <prefix>:ndlog:<n> holding 48-byte records signature|id) are
 -- computed here from the prefix: this script assumes a single Redis, not a cluster.
--- They are rewritten whole (GET, SET) rather than APPENDed: APPEND leaves strings with
--- up to twice the room they need, and the index is meant to cost ~150 bytes an article.
+-- One HASH per generation: a lookup is one HMGET of the 16 buckets per generation, an
+-- insert one HSET (16 strings per generation cost 6 times as many calls, ~100 an article).
+-- Values are rewritten whole rather than APPENDed: APPEND leaves strings with up to
+-- twice the room they need, and the index is meant to cost ~150 bytes an article.
 --
 -- Returns {'done', state} | {'unchanged', id} | {'duplicate', original id, similarity}
 --       | {'article', stream id, revision}
@@ -71,14 +73,16 @@ local function buckets()
 end
 
 -- Candidates share a band with us; the best one by estimated similarity wins.
-local function nearest()
+-- Also returns the current generation's buckets, which the insert extends.
+local function nearest(list)
   local prefix, signature, band_values = ARGV[8], ARGV[13], ARGV[14]
-  local seqs, count = {}, 0
-  local list = buckets()
+  local seqs, count, current = {}, 0, {}
   local now = tonumber(ARGV[10])
   for generation = now, now - tonumber(ARGV[11]), -1 do
-    for i, bucket in ipairs(list) do
-      local packed = redis.call('GET', prefix .. ':nd:' .. generation .. ':' .. bucket)
+    local values = redis.call('HMGET', prefix .. ':ndh:' .. generation, unpack(list))
+    if generation == now then current = values end
+    for i = 1, #list do
+      local packed = values[i]
       if packed then
         local band = string.sub(band_values, (i - 1) * TAG + 1, i * TAG)
         local from = 1
@@ -112,9 +116,9 @@ local function nearest()
   end
   if best and best_similarity >= tonumber(ARGV[9]) then
     local original = hex(string.sub(best, 33, 48))
-    if original ~= id then return original, best_similarity end
+    if original ~= id then return original, best_similarity, current end
   end
-  return nil, 0
+  return nil, 0, current
 end
 
 local function extend(key, data, expire, at)
@@ -123,16 +127,30 @@ local function extend(key, data, expire, at)
   redis.call('SET', key, value .. data, 'EX', expire)
 end
 
-local function index()
+-- current: the generation's values of our buckets, as HMGET returned them (false: none)
+local function index(list, current)
   local prefix = ARGV[8]
   local seq = redis.call('INCR', prefix .. ':nd:seq')
   extend(prefix .. ':ndlog:' .. math.floor(seq / LOG_SPAN), ARGV[13] .. ARGV[16], ttl,
     (seq % LOG_SPAN) * LOG_RECORD)
   local packed = struct.pack('>I4', seq)
-  for i, bucket in ipairs(buckets()) do
-    local tag = string.sub(ARGV[14], (i - 1) * TAG + 1, i * TAG)
-    extend(prefix .. ':nd:' .. ARGV[10] .. ':' .. bucket, tag .. packed, tonumber(ARGV[12]))
+  local values, order = {}, {}
+  for i, bucket in ipairs(list) do
+    if values[bucket] == nil then
+      values[bucket] = current[i] or ''
+      order[#order + 1] = bucket
+    end
+    -- two bands may share a bucket: both entries go in
+    values[bucket] = values[bucket] .. string.sub(ARGV[14], (i - 1) * TAG + 1, i * TAG) .. packed
   end
+  local args = {}
+  for _, bucket in ipairs(order) do
+    args[#args + 1] = bucket
+    args[#args + 1] = values[bucket]
+  end
+  local key = prefix .. ':ndh:' .. ARGV[10]
+  redis.call('HSET', key, unpack(args))
+  redis.call('EXPIRE', key, tonumber(ARGV[12]))
 end
 
 local stored = redis.call('HGET', KEYS[3], 'content_hash')
@@ -146,8 +164,11 @@ if owner and owner ~= id then
 end
 local revision = tonumber(redis.call('HGET', KEYS[3], 'revision') or '0')
 local near = ARGV[8] ~= '' and revision == 0
+local list, current
 if near then
-  local original, similarity = nearest()
+  list = buckets()
+  local original, similarity
+  original, similarity, current = nearest(list)
   if original then return duplicate(original, similarity) end
 end
 revision = revision + 1
@@ -156,6 +177,6 @@ redis.call('HSET', KEYS[3], 'content_hash', digest, 'revision', revision, 'strea
 redis.call('HDEL', KEYS[3], 'duplicate_of')
 redis.call('EXPIRE', KEYS[3], ttl)
 redis.call('SET', KEYS[4], id, 'EX', ttl)
-if near then index() end
+if near then index(list, current) end
 finish('published', 'published')
 return {'article', sid, tostring(revision)}
