@@ -494,6 +494,16 @@ def valkey_time(rt: Runtime, entries: int, top: int = 8) -> dict[str, float]:
     return {name: round(us / entries, 1) for name, us in busiest}
 
 
+def valkey_calls(rt: Runtime, entries: int, top: int = 12) -> dict[str, float]:
+    """Commands per entry the server ran, by command: every call is a round trip or a
+    step of a script, and the server's own cost is mostly in their number."""
+    stats = cast(dict[str, dict[str, Any]], rt.client.info("commandstats"))
+    calls = {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+    busiest = sorted(calls.items(), key=lambda item: -item[1])[:top]
+    per = {name: round(n / entries, 2) for name, n in busiest}
+    return {"total": round(sum(calls.values()) / entries, 1), **per}
+
+
 def log_every_command(rt: Runtime) -> None:
     """Have the server's slow log keep every command, to time each Lua script."""
     rt.client.config_set("slowlog-log-slower-than", 0)
@@ -582,6 +592,7 @@ def pipeline(
         figures["articles_per_s"] = round(figures["published"] / elapsed, 2)
         figures["cpu_ms_per_entry"] = cpu_per_entry(cpu, entries)
         figures["valkey_us_per_entry"] = valkey_time(rt, entries)
+        figures["valkey_calls_per_entry"] = valkey_calls(rt, entries)
 
         if args.script_times:
             figures["script_us_per_entry"] = script_time(rt, entries)
@@ -723,6 +734,7 @@ def report_pipeline(result: dict[str, Any]) -> None:
     print(f"  cpu s in the window ({run['cpu_available_s']} available): {run['cpu_seconds']}")
     print(f"  cpu ms per entry: {run['cpu_ms_per_entry']}")
     print(f"  valkey us per entry by command: {run['valkey_us_per_entry']}")
+    print(f"  valkey calls per entry by command: {run['valkey_calls_per_entry']}")
     if "script_us_per_entry" in run:
         print(f"  valkey us per entry by Lua script: {run['script_us_per_entry']}")
     print(f"  peak RSS MiB: {run['peak_rss_mb']}")
