@@ -94,8 +94,8 @@ class Settings(BaseSettings):
     # cores, 32/16 used ~15% more CPU per entry than 16/8); raise them for slow sites.
     io_concurrency: int = 8
     fetch_threads: int = 16
-    fetch_batch: int = 8  # entries per fetch task
-    extract_batch: int = 4  # fetched pages per extraction task
+    fetch_batch: int = 16  # entries per fetch task
+    extract_batch: int = 8  # fetched pages per extraction task
     max_waiting_pages: int = 256  # fetched pages waiting for extraction; fetching pauses above
     extraction_time_limit_s: float = 30.0  # per page; past it the entry is dead-lettered
     cpu_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1)
