@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -29,6 +30,7 @@ EXTRACT_FLUSH_S = 0.25  # fetched pages wait at most this long for their group t
 # ROOM_POSTPONE_S (the sweeper re-enqueues it). Both well under the visibility timeout.
 ROOM_WAIT_S = 60.0
 ROOM_POSTPONE_S = 30.0
+ROOM_CHECK_S = 0.25
 
 
 def runtime() -> Runtime:
@@ -136,15 +138,37 @@ def fetch_pages(entry_ids: list[str]) -> dict[str, int]:
     return dict(outcomes)
 
 
+class HandoffLevel:
+    """How many fetched pages wait for extraction, as this process last asked Redis: in a
+    backlog every Celery thread of an io worker waits for room, and one question per
+    ROOM_CHECK_S per process (not per thread) keeps that polling light on a Redis that
+    every io worker of the deployment shares."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, int]] = {}  # handed ZSET key -> (when, count)
+
+    def pages_waiting(self, rt: Runtime) -> int:
+        with self._lock:  # held across the query: the other threads want the same answer
+            seen = self._seen.get(rt.keys.handed)
+            if seen is None or time.monotonic() - seen[0] >= ROOM_CHECK_S:
+                seen = (time.monotonic(), rt.ledger.pages_waiting())
+                self._seen[rt.keys.handed] = seen
+            return seen[1]
+
+
+_handoff_level = HandoffLevel()
+
+
 def wait_for_handoff_room(rt: Runtime) -> bool:
     """Backpressure: whether fewer than ``max_waiting_pages`` fetched pages wait for
     extraction (now or within ROOM_WAIT_S). Without it, fetching runs ahead of the CPUs
     and every page of a backlog sits in Redis at once."""
     deadline = time.monotonic() + ROOM_WAIT_S
-    while rt.ledger.pages_waiting() >= rt.settings.max_waiting_pages:
+    while _handoff_level.pages_waiting(rt) >= rt.settings.max_waiting_pages:
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.25)  # every io thread may be here: keep the polling of Redis light
+        time.sleep(ROOM_CHECK_S)
     return True
 
 
