@@ -42,6 +42,10 @@ class HandedPage:
     html: str
 
 
+def page_fields(page: HandedPage) -> list[str]:
+    return [page.url, page.fetched_at, page.html]
+
+
 @dataclass(frozen=True)
 class StageStart:
     """Answer to 'may this stage run?' (go, done: already ended, exhausted, missing), with
@@ -92,13 +96,12 @@ class Ledger:
 
     def hand_over(self, entry_id: str, page: HandedPage) -> None:
         """Keep a fetched page for the extract stage (as long as a queued lease)."""
-        key = self._keys.page(entry_id)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.hset(key, mapping={"url": page.url, "fetched_at": page.fetched_at,
-                                "html": page.html})  # fmt: skip
-        pipe.expire(key, int(self._leases.queued_s))
-        pipe.zadd(self._keys.handed, {entry_id: time.time()})
-        pipe.execute()
+        run_script(
+            self._client,
+            "hand_over",
+            [self._keys.page(entry_id), self._keys.handed],
+            [entry_id, time.time(), int(self._leases.queued_s), *page_fields(page)],
+        )
 
     def pages_waiting(self) -> int:
         """Fetched pages waiting for extraction, deployment-wide (a hand-over older than
