@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     max_tasks_per_child: int = 1000
     max_memory_per_child_kb: int = 512_000
     soft_shutdown_timeout_s: float = 20.0
+    # A worker whose queues hold messages, with room for more, that receives nothing for
+    # this long exits to be restarted (a consumer that did not resume after a broker
+    # reconnect, celery#8030); 0 turns the check off
+    consumer_stall_s: float = 120.0
 
     # The seed fixture: replayed once when `run` starts (idempotent: published once)
     seed_on_start: bool = True

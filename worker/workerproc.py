@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import psutil
 import redis
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import task_received, worker_ready, worker_shutting_down
+from celery.worker import state as worker_state
 
 from worker.celery_app import ROLE_QUEUES, app, queue_names
+from worker.consumption import ConsumptionWatch
 from worker.extract.document import warm_up
 from worker.observability import beat, process_name
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 BEAT_EVERY_S = 5.0
+EXIT_STALLED = 75  # EX_TEMPFAIL: start me again
 
 
 def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None) -> None:
@@ -31,7 +36,7 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
         concurrency = rt.settings.cpu_concurrency if cpu_bound else rt.settings.io_concurrency
     if cpu_bound and pool == "prefork":
         warm_up()  # before the fork: children start warm
-    _beat_when_ready(rt, role)
+    _beat_when_ready(rt, role, stall_check(rt, queues, concurrency))
     app.worker_main(
         [
             "worker",
@@ -51,7 +56,50 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
     )
 
 
-def _beat_when_ready(rt: Runtime, role: str) -> None:
+def stall_check(rt: Runtime, queues: list[str], capacity: int) -> Callable[[], None]:
+    """What the heartbeat also runs: exit when this worker's consumer has stalled
+    (consumption.py). Only with a Redis broker, whose queues are lists we can measure."""
+    broker = rt.settings.effective_broker_url or ""
+    if not broker.startswith(("redis://", "rediss://", "unix://")):
+        return lambda: None
+    client = redis.Redis.from_url(broker, socket_timeout=5, socket_connect_timeout=5)
+    watch = ConsumptionWatch(rt.settings.consumer_stall_s)
+    received = [time.time()]
+
+    @task_received.connect(weak=False)
+    def _received(**_: Any) -> None:
+        received[0] = time.time()
+
+    def _waiting() -> int | None:
+        try:
+            return sum(int(client.llen(queue)) for queue in queues)
+        except redis.RedisError:
+            return None
+
+    def _check() -> None:
+        reserved = len(worker_state.reserved_requests)
+        if watch.stalled(time.time(), _waiting(), reserved, capacity, received[0]):
+            log.critical(
+                "this worker has received no task for %.0fs while messages wait in %s and "
+                "it has room for %d more: its Celery consumer did not resume (celery#8030); "
+                "exiting to be restarted",
+                watch.stall_s, ", ".join(queues), capacity - reserved,
+            )  # fmt: skip
+            _exit_now(EXIT_STALLED)
+
+    return _check
+
+
+def _exit_now(code: int) -> None:
+    """Leave at once, pool children included (a stalled consumer may not shut down)."""
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    logging.shutdown()
+    os._exit(code)
+
+
+def _beat_when_ready(rt: Runtime, role: str, check: Callable[[], None]) -> None:
     stop = threading.Event()
     roles = {"all": ["io", "cpu"], "poll": ["io"], "fetch": ["io"]}.get(role, [role])
 
@@ -60,6 +108,7 @@ def _beat_when_ready(rt: Runtime, role: str) -> None:
             for name in roles:
                 with contextlib.suppress(Exception):  # Redis away: the next beat retries
                     beat(rt.client, rt.keys, f"worker-{name}", ttl_s=int(BEAT_EVERY_S * 3))
+            check()
             if stop.wait(BEAT_EVERY_S):
                 return
 
