@@ -7,6 +7,7 @@ import json
 import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -222,3 +223,21 @@ def deployment(
             sched.wait(15)
         procs.stop(15)
         runtime.close()
+
+
+@contextlib.contextmanager
+def supervised(procs: WorkerProcesses) -> Iterator[None]:
+    """Restart workers that exit, as `newswire run` does."""
+    stop = threading.Event()
+
+    def _loop() -> None:
+        while not stop.wait(0.5):
+            procs.watch()
+
+    watcher = threading.Thread(target=_loop, name="supervisor", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(5)

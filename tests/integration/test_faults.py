@@ -22,6 +22,7 @@ from tests.support import (
     messages,
     rss,
     story,
+    supervised,
     wait_until,
 )
 from worker.config import Settings
@@ -109,7 +110,13 @@ def test_redis_restart_mid_run_loses_nothing_and_doubles_nothing(
     try:
         # Everything, polls and sweeps included, runs in the deployment's own processes
         # (this process's Celery app talks to the session's broker).
-        with deployment(settings, server.url, scheduler=True) as (rt, _procs):
+        # A worker whose consumer does not resume after the restart (celery#8030) exits
+        # after consumer_stall_s and is started again.
+        stall = {"consumer_stall_s": 10.0}
+        with (
+            deployment(settings, server.url, scheduler=True, **stall) as (rt, procs),
+            supervised(procs),
+        ):
             rt.registry.add(feed)  # due at once: the scheduler polls it
             assert wait_until(lambda: states(rt, links)["published"] >= 2, 60)
             server.stop()  # SIGTERM: the AOF is flushed, as in a planned restart
