@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from worker.dedup.canonical import canonical_url, same_site, url_id
@@ -52,6 +52,7 @@ def test_different_articles_stay_different(host: str, path_a: str, path_b: str) 
     "https://amp.{h}{p}", "https://m.{h}{p}", "https://{h}{p}/amp", "https://{h}/amp{p}",
     "http://www.{h}{p}?amp=1", "https://mobile.{h}{p}/", "https://www.{h}{p}#x",
 ]))  # fmt: skip
+@example("m.0.com", "/", [], "https://amp.{h}{p}")  # the AMP page of a mobile host
 def test_amp_and_mobile_variants_are_the_same_article(
     host: str, path: str, query: list[tuple[str, str]], variant: str
 ) -> None:

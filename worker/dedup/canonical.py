@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from courlan import normalize_url
 from courlan.urlutils import is_external
 
-VARIANT_HOST = re.compile(r"^(?:amp|m|mobile)\.(?=[^.]+\.[^.]+)")
+VARIANT_HOST = re.compile(r"^(?:(?:amp|m|mobile)\.)+(?=[^.]+\.[^.]+)")  # amp.m.x.com too
 AMP_CACHE = re.compile(r"^/[cvi]/(?:s/)?(?P<host>[^/]+)(?P<path>/.*)?$")
 AMP_PATH = re.compile(r"(?:/amp)+(?=/|$)|\.amp(?=\.html?$)")
 # courlan drops utm_*, fbclid, gclid and similar; these are the common ones it keeps
