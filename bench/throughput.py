@@ -37,10 +37,11 @@ What is measured, in one run:
 Also reported: CPU seconds used during the timed window by the HTTP server process, the
 valkey server, each worker process tree and this process, and by everything else on the
 machine ("others", from /proc/stat: other jobs sharing the cores skew every figure); the
-peak RSS (VmHWM) of every worker process (io, the cpu pool parent, each pool child) and
-the RSS of each every second (a long run, ``--articles 5000``, shows whether it stays flat
-across trafilatura cache resets and pool recycling); the outcome counts and whether
-each published text carries its marker.
+server's time and number of commands per entry, by command (``--script-times``: per Lua
+script too); the peak RSS (VmHWM) of every worker process (io, the cpu pool parent,
+each pool child) and the RSS of each every second (a long run, ``--articles 5000``,
+shows whether it stays flat across trafilatura cache resets and pool recycling); the
+outcome counts and whether each published text carries its marker.
 The machine is small and noisy: compare figures of one run, not across runs.
 """
 
