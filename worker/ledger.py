@@ -42,10 +42,6 @@ class HandedPage:
     html: str
 
 
-def page_fields(page: HandedPage) -> list[str]:
-    return [page.url, page.fetched_at, page.html]
-
-
 @dataclass(frozen=True)
 class StageStart:
     """Answer to 'may this stage run?' (go, done: already ended, exhausted, missing), with
@@ -100,8 +96,9 @@ class Ledger:
             self._client,
             "hand_over",
             [self._keys.page(entry_id), self._keys.handed],
-            [entry_id, time.time(), int(self._leases.queued_s), *page_fields(page)],
-        )
+            [entry_id, time.time(), int(self._leases.queued_s), page.url, page.fetched_at,
+             page.html],
+        )  # fmt: skip
 
     def pages_waiting(self) -> int:
         """Fetched pages waiting for extraction, deployment-wide (a hand-over older than

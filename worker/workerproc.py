@@ -58,9 +58,11 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
 
 def stall_check(rt: Runtime, queues: list[str], capacity: int) -> Callable[[], None]:
     """What the heartbeat also runs: exit when this worker's consumer has stalled
-    (consumption.py). Only with a Redis broker, whose queues are lists we can measure."""
+    (consumption.py). Only with a Redis broker, whose queues are lists we can measure,
+    and unless consumer_stall_s is 0 (then nothing is polled)."""
     broker = rt.settings.effective_broker_url or ""
-    if not broker.startswith(("redis://", "rediss://", "unix://")):
+    redis_broker = broker.startswith(("redis://", "rediss://", "unix://"))
+    if not redis_broker or rt.settings.consumer_stall_s <= 0:
         return lambda: None
     client = redis.Redis.from_url(broker, socket_timeout=5, socket_connect_timeout=5)
     watch = ConsumptionWatch(rt.settings.consumer_stall_s)
