@@ -17,7 +17,10 @@ from typing import Any
 
 from worker.celery_app import queue_names
 from worker.config import Settings, child_environment
+from worker.dedup.canonical import url_id
 from worker.keys import Keys
+from worker.ledger import HandedPage
+from worker.model import FeedEntry, utc_iso
 from worker.publish.consumer import decode
 from worker.publish.schema import validate_message
 from worker.runtime import Runtime
@@ -241,3 +244,16 @@ def supervised(procs: WorkerProcesses) -> Iterator[None]:
     finally:
         stop.set()
         watcher.join(5)
+
+
+def fetched_entries(rt: Runtime, count: int) -> list[str]:
+    """Claim ``count`` entries and hand a fetched article page over for each; the text of
+    entry ``i``'s page carries ``bp-<i>``."""
+    feed = rt.registry.add(f"http://127.0.0.1:9/bp-{uuid.uuid4().hex[:6]}.xml")
+    urls = [f"http://127.0.0.1:9/bp/{uuid.uuid4().hex}.html" for _ in range(count)]
+    entries = [FeedEntry(url_id(u), feed.feed_id, feed.url, u) for u in urls]
+    ids = rt.ledger.claim(feed.feed_id, entries)
+    for entry_id, url in zip(ids, urls, strict=True):
+        html = article_html("Backpressure", story(f"bp-{entry_id}")).decode()
+        rt.ledger.hand_over(entry_id, HandedPage(url, utc_iso(), html))
+    return ids

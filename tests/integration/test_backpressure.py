@@ -9,12 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import article_html, story
+from tests.support import fetched_entries
 from worker import pipeline, tasks
 from worker.config import Settings
-from worker.dedup.canonical import url_id
-from worker.ledger import HandedPage
-from worker.model import FeedEntry, utc_iso
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -30,18 +27,6 @@ def small(settings: Settings) -> Iterator[Runtime]:
     runtime = Runtime.build(own, own.redis_url or "")
     yield runtime
     runtime.close()
-
-
-def fetched_entries(rt: Runtime, count: int) -> list[str]:
-    """Claim ``count`` entries and hand a fetched article page over for each."""
-    feed = rt.registry.add(f"http://127.0.0.1:9/bp-{uuid.uuid4().hex[:6]}.xml")
-    urls = [f"http://127.0.0.1:9/bp/{uuid.uuid4().hex}.html" for _ in range(count)]
-    entries = [FeedEntry(url_id(u), feed.feed_id, feed.url, u) for u in urls]
-    ids = rt.ledger.claim(feed.feed_id, entries)
-    for entry_id, url in zip(ids, urls, strict=True):
-        html = article_html("Backpressure", story(f"bp-{entry_id}")).decode()
-        rt.ledger.hand_over(entry_id, HandedPage(url, utc_iso(), html))
-    return ids
 
 
 def test_fetching_waits_for_room_and_ended_entries_free_it(

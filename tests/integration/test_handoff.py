@@ -3,18 +3,14 @@ stay out of the append-only file, and a restart loses them without losing the en
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import article_html, story
+from tests.support import fetched_entries
 from worker import pipeline
 from worker.config import Settings
-from worker.dedup.canonical import url_id
-from worker.ledger import HandedPage
-from worker.model import FeedEntry, utc_iso
 from worker.redis import EmbeddedServer
 from worker.runtime import Runtime
 
@@ -37,23 +33,12 @@ def aof_bytes(server: EmbeddedServer) -> bytes:
     return b"".join(p.read_bytes() for p in (server.data_dir / "redis").rglob("*.aof"))
 
 
-def handed_entry(rt: Runtime, marker: str) -> str:
-    feed = rt.registry.add(f"http://127.0.0.1:9/handoff-{uuid.uuid4().hex[:6]}.xml")
-    url = f"http://127.0.0.1:9/handoff/{uuid.uuid4().hex}.html"
-    entry = FeedEntry(url_id(url), feed.feed_id, feed.url, url)
-    [entry_id] = rt.ledger.claim(feed.feed_id, [entry])
-    assert rt.ledger.start(entry_id, "fetch").verdict == "go"
-    html = article_html("Hand-off", story(marker)).decode()
-    rt.ledger.hand_over(entry_id, HandedPage(url, utc_iso(), html))
-    return entry_id
-
-
 def test_a_handed_page_is_not_written_to_the_append_only_file(
     own_server: EmbeddedServer, settings: Settings
 ) -> None:
     rt = runtime_on(own_server, settings)
-    marker = f"nwpage{uuid.uuid4().hex}"
-    entry_id = handed_entry(rt, marker)
+    [entry_id] = fetched_entries(rt, 1)
+    marker = f"bp-{entry_id}"
     assert rt.ledger.pages_waiting() == 1
     start = rt.ledger.start(entry_id, "extract", with_page=True)
     assert start.page is not None and marker in start.page.html  # there for the extract stage
@@ -71,7 +56,7 @@ def test_after_a_restart_the_page_is_gone_and_the_entry_is_fetched_again(
 ) -> None:
     server = EmbeddedServer.start(tmp_path)
     rt = runtime_on(server, settings)
-    entry_id = handed_entry(rt, f"nwpage{uuid.uuid4().hex}")
+    [entry_id] = fetched_entries(rt, 1)
     rt.close()
     server.stop()
 
