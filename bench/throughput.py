@@ -37,8 +37,9 @@ What is measured, in one run:
 Also reported: CPU seconds used during the timed window by the HTTP server process, the
 valkey server, each worker process tree and this process, and by everything else on the
 machine ("others", from /proc/stat: other jobs sharing the cores skew every figure); the
-server's time and number of commands per entry, by command (``--script-times``: per Lua
-script too); the peak RSS (VmHWM) of every worker process (io, the cpu pool parent,
+share of each tree's CPU spent in the kernel and its context switches per entry (every
+thread counted); the server's time and number of commands per entry, by command
+(``--script-times``: per Lua script too); the peak RSS (VmHWM) of every worker process (io, the cpu pool parent,
 each pool child) and the RSS of each every second (a long run, ``--articles 5000``,
 shows whether it stays flat across trafilatura cache resets and pool recycling); the
 outcome counts and whether each published text carries its marker.
@@ -298,6 +299,49 @@ def tree_cpu_seconds(pid: int) -> float:
         times = psutil.Process(pid).cpu_times()
         reaped = times.children_user + times.children_system
     return processes_cpu_seconds(tree(pid)) + reaped
+
+
+def context_switches(pid: int) -> int:
+    """Context switches of every live thread of a process (its status file counts only the
+    main thread's)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+    return total
+
+
+def kernel_snapshot(trees: dict[str, int]) -> dict[str, tuple[float, float, int]]:
+    """Per process tree: (CPU seconds, of which in the kernel, context switches)."""
+    snapshot = {}
+    for name, pid in trees.items():
+        cpu = system = 0.0
+        switches = 0
+        for proc in tree(pid):
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+                system += times.system
+                switches += context_switches(proc.pid)
+        snapshot[name] = (cpu, system, switches)
+    return snapshot
+
+
+def kernel_figures(
+    before: dict[str, tuple[float, float, int]],
+    after: dict[str, tuple[float, float, int]],
+    entries: int,
+) -> dict[str, str]:
+    """Share of each tree's CPU spent in the kernel, and its context switches per entry:
+    a threaded worker whose threads hand the GIL back and forth shows both high."""
+    figures = {}
+    for name, (cpu, system, switches) in after.items():
+        cpu0, system0, switches0 = before.get(name, (0.0, 0.0, 0))
+        share = (system - system0) / max(cpu - cpu0, 1e-9)
+        figures[name] = f"{share:.0%} kernel, {(switches - switches0) / entries:.0f} switches"
+    return figures
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -574,9 +618,11 @@ def pipeline(
             }
         )
         accounts.begin()
+        kernel_before = kernel_snapshot(accounts.trees)
         entries = sum(len(pages) for pages in site)
         elapsed, rss_samples = run_until_done(rt, procs, feed_ids, entries, args.timeout)
         cpu = accounts.used()
+        kernel = kernel_figures(kernel_before, kernel_snapshot(accounts.trees), entries)
         figures = {
             "entries": entries,
             "base_url": base_url,
@@ -592,6 +638,7 @@ def pipeline(
         }
         figures["articles_per_s"] = round(figures["published"] / elapsed, 2)
         figures["cpu_ms_per_entry"] = cpu_per_entry(cpu, entries)
+        figures["kernel_per_entry"] = kernel
         figures["valkey_us_per_entry"] = valkey_time(rt, entries)
         figures["valkey_calls_per_entry"] = valkey_calls(rt, entries)
 
@@ -734,6 +781,7 @@ def report_pipeline(result: dict[str, Any]) -> None:
     )
     print(f"  cpu s in the window ({run['cpu_available_s']} available): {run['cpu_seconds']}")
     print(f"  cpu ms per entry: {run['cpu_ms_per_entry']}")
+    print(f"  kernel share of CPU, context switches per entry: {run['kernel_per_entry']}")
     print(f"  valkey us per entry by command: {run['valkey_us_per_entry']}")
     print(f"  valkey calls per entry by command: {run['valkey_calls_per_entry']}")
     if "script_us_per_entry" in run:
