@@ -7,11 +7,13 @@ pages from its own loopback HTTP server.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.servers.newsroom import Newsroom
 from tests.support import wait_until
@@ -22,6 +24,13 @@ from worker.runtime import Runtime
 from worker.service import WorkerProcesses, WorkerSpec
 from worker.tasks import use_runtime
 from worker.workerproc import live_roles
+
+# CI (.ci/run) runs the property tests derandomized and without per-example deadlines:
+# a red build must come from the change under test, never from a case drawn for the first
+# time or from a slow moment of a shared machine. Local runs keep exploring new cases.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("dev")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 TEST_SETTINGS = dict(
     allow_private_hosts=True,
