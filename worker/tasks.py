@@ -118,10 +118,15 @@ def fetch_pages(entry_ids: list[str]) -> dict[str, int]:
     """Fetch a batch of entries' pages concurrently; hand each fetched page to the CPU
     queue in groups as they arrive (a slow server holds back only its own page)."""
     rt = runtime()
-    if not wait_for_handoff_room(rt):
+    if not wait_for_handoff_room(rt, len(entry_ids)):
         rt.ledger.postpone(entry_ids, ROOM_POSTPONE_S)
         return {"postponed": len(entry_ids)}
-    pending = {fetch_pool().submit(pipeline.fetch_stage, rt, e): e for e in entry_ids}
+    pending: dict[Future[pipeline.StageResult], str] = {}
+    try:
+        for entry_id in entry_ids:
+            pending[fetch_pool().submit(_fetch_admitted, rt, entry_id)] = entry_id
+    finally:  # a pool shut down under us: what was not submitted is not under way
+        _handoff_level.release(rt, len(entry_ids) - len(pending))
     fetched: list[str] = []
     outcomes: Counter[str] = Counter()
     while pending:
@@ -139,37 +144,66 @@ def fetch_pages(entry_ids: list[str]) -> dict[str, int]:
 
 
 class HandoffLevel:
-    """How many fetched pages wait for extraction, as this process last asked Redis: in a
-    backlog every Celery thread of an io worker waits for room, and one question per
-    ROOM_CHECK_S per process (not per thread) keeps that polling light on a Redis that
-    every io worker of the deployment shares."""
+    """How many fetched pages wait for extraction, as this process counts them: what Redis
+    said at its last answer (one question per ROOM_CHECK_S per process, not per thread: in
+    a backlog every Celery thread of an io worker waits for room, on a Redis that every io
+    worker of the deployment shares), plus the fetches this process has admitted since:
+    those under way and those ended after that answer. Counting them keeps the threads of
+    one worker from all passing the check at once: past the limit, one worker adds at
+    most one batch."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: dict[str, tuple[float, int]] = {}  # handed ZSET key -> (when, count)
+        # by handed ZSET key: Redis's last answer (when, count), fetches under way, and
+        # fetches ended since that answer (their pages may not be in it)
+        self._seen: dict[str, tuple[float, int]] = {}
+        self._admitted: Counter[str] = Counter()
+        self._ended: Counter[str] = Counter()
 
-    def pages_waiting(self, rt: Runtime) -> int:
+    def admit(self, rt: Runtime, count: int) -> bool:
+        """Admit ``count`` fetches if the pages waiting, with this process's fetches under
+        way, are below ``max_waiting_pages``."""
+        key = rt.keys.handed
         with self._lock:  # held across the query: the other threads want the same answer
-            seen = self._seen.get(rt.keys.handed)
+            seen = self._seen.get(key)
             if seen is None or time.monotonic() - seen[0] >= ROOM_CHECK_S:
                 seen = (time.monotonic(), rt.ledger.pages_waiting())
-                self._seen[rt.keys.handed] = seen
-            return seen[1]
+                self._seen[key] = seen
+                self._ended[key] = 0
+            if seen[1] + self._admitted[key] + self._ended[key] >= rt.settings.max_waiting_pages:
+                return False
+            self._admitted[key] += count
+            return True
+
+    def release(self, rt: Runtime, count: int = 1) -> None:
+        """Admitted fetches ended (their pages handed over, or not)."""
+        key = rt.keys.handed
+        with self._lock:
+            self._admitted[key] = max(self._admitted[key] - count, 0)
+            self._ended[key] += count
 
 
 _handoff_level = HandoffLevel()
 
 
-def wait_for_handoff_room(rt: Runtime) -> bool:
-    """Backpressure: whether fewer than ``max_waiting_pages`` fetched pages wait for
-    extraction (now or within ROOM_WAIT_S). Without it, fetching runs ahead of the CPUs
-    and every page of a backlog sits in Redis at once."""
+def wait_for_handoff_room(rt: Runtime, count: int) -> bool:
+    """Backpressure: admit ``count`` fetches once fewer than ``max_waiting_pages`` fetched
+    pages wait for extraction (now or within ROOM_WAIT_S); each admitted fetch must end in
+    ``_fetch_admitted``. Without it, fetching runs ahead of the CPUs and every page of a
+    backlog sits in Redis at once."""
     deadline = time.monotonic() + ROOM_WAIT_S
-    while _handoff_level.pages_waiting(rt) >= rt.settings.max_waiting_pages:
+    while not _handoff_level.admit(rt, count):
         if time.monotonic() > deadline:
             return False
         time.sleep(ROOM_CHECK_S)
     return True
+
+
+def _fetch_admitted(rt: Runtime, entry_id: str) -> pipeline.StageResult:
+    try:
+        return pipeline.fetch_stage(rt, entry_id)
+    finally:
+        _handoff_level.release(rt)
 
 
 def _fetch_outcome(entry_id: str, future: Future[pipeline.StageResult]) -> str:
