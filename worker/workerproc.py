@@ -16,7 +16,7 @@ from celery.signals import task_received, worker_ready, worker_shutting_down
 from celery.worker import state as worker_state
 
 from worker.celery_app import ROLE_QUEUES, app, queue_names
-from worker.consumption import ConsumptionWatch
+from worker.consumption import ConsumptionWatch, queue_depth
 from worker.extract.document import warm_up
 from worker.observability import beat, process_name
 from worker.runtime import Runtime
@@ -58,13 +58,11 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
 
 def stall_check(rt: Runtime, queues: list[str], capacity: int) -> Callable[[], None]:
     """What the heartbeat also runs: exit when this worker's consumer has stalled
-    (consumption.py). Only with a Redis broker, whose queues are lists we can measure,
-    and unless consumer_stall_s is 0 (then nothing is polled)."""
-    broker = rt.settings.effective_broker_url or ""
-    redis_broker = broker.startswith(("redis://", "rediss://", "unix://"))
-    if not redis_broker or rt.settings.consumer_stall_s <= 0:
+    (consumption.py). With a Redis or RabbitMQ broker, whose queues we can count, and
+    unless consumer_stall_s is 0 (then nothing is polled)."""
+    depth = queue_depth(rt.settings.effective_broker_url or "", queues)
+    if depth is None or rt.settings.consumer_stall_s <= 0:
         return lambda: None
-    client = redis.Redis.from_url(broker, socket_timeout=5, socket_connect_timeout=5)
     watch = ConsumptionWatch(rt.settings.consumer_stall_s)
     received = [time.time()]
 
@@ -72,15 +70,9 @@ def stall_check(rt: Runtime, queues: list[str], capacity: int) -> Callable[[], N
     def _received(**_: Any) -> None:
         received[0] = time.time()
 
-    def _waiting() -> int | None:
-        try:
-            return sum(int(client.llen(queue)) for queue in queues)
-        except redis.RedisError:
-            return None
-
     def _check() -> None:
         reserved = len(worker_state.reserved_requests)
-        if watch.stalled(time.time(), _waiting(), reserved, capacity, received[0]):
+        if watch.stalled(time.time(), depth(), reserved, capacity, received[0]):
             log.critical(
                 "this worker has received no task for %.0fs while messages wait in %s and "
                 "it has room for %d more: its Celery consumer did not resume (celery#8030); "
