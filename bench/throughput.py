@@ -39,10 +39,10 @@ valkey server, each worker process tree and this process, and by everything else
 machine ("others", from /proc/stat: other jobs sharing the cores skew every figure); the
 share of each tree's CPU spent in the kernel and its context switches per entry (every
 thread counted); the server's time and number of commands per entry, by command
-(``--script-times``: per Lua script too); the peak RSS (VmHWM) of every worker process (io, the cpu pool parent,
-each pool child) and the RSS of each every second (a long run, ``--articles 5000``,
-shows whether it stays flat across trafilatura cache resets and pool recycling); the
-outcome counts and whether each published text carries its marker.
+(``--script-times``: per Lua script too); the peak RSS (VmHWM) of every worker process
+(io, the cpu pool parent, each pool child) and the RSS of each every second (a long
+run, ``--articles 5000``, shows whether it stays flat across trafilatura cache resets and
+pool recycling); the outcome counts and whether each published text carries its marker.
 The machine is small and noisy: compare figures of one run, not across runs.
 """
 

@@ -74,11 +74,11 @@ class _AmqpDepth:
         self._url = url
         self._queues = queues
         self._connection: Connection | None = None
+        self._channel: Any = None
 
     def __call__(self) -> int | None:
         if self._connection is None:
             self._connection = Connection(self._url, connect_timeout=5)
-            self._channel: Any = None
         connection = self._connection
         try:
             if self._channel is None:
@@ -94,3 +94,4 @@ class _AmqpDepth:
             with contextlib.suppress(Exception):
                 self._connection.close()
             self._connection = None
+            self._channel = None

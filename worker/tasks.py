@@ -161,8 +161,8 @@ class HandoffLevel:
         self._ended: Counter[str] = Counter()
 
     def admit(self, rt: Runtime, count: int) -> bool:
-        """Admit ``count`` fetches if the pages waiting, with this process's fetches under
-        way, are below ``max_waiting_pages``."""
+        """Admit ``count`` fetches if the pages waiting, with the fetches this process
+        started since Redis's last answer, are fewer than ``max_waiting_pages``."""
         key = rt.keys.handed
         with self._lock:  # held across the query: the other threads want the same answer
             seen = self._seen.get(key)

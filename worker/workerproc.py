@@ -60,8 +60,10 @@ def stall_check(rt: Runtime, queues: list[str], capacity: int) -> Callable[[], N
     """What the heartbeat also runs: exit when this worker's consumer has stalled
     (consumption.py). With a Redis or RabbitMQ broker, whose queues we can count, and
     unless consumer_stall_s is 0 (then nothing is polled)."""
+    if rt.settings.consumer_stall_s <= 0:
+        return lambda: None
     depth = queue_depth(rt.settings.effective_broker_url or "", queues)
-    if depth is None or rt.settings.consumer_stall_s <= 0:
+    if depth is None:
         return lambda: None
     watch = ConsumptionWatch(rt.settings.consumer_stall_s)
     received = [time.time()]
