@@ -455,6 +455,14 @@ def ended(rt: Runtime) -> int:
     return sum(int(c or 0) for c in counts)
 
 
+def extraction_cpu(rt: Runtime) -> float:
+    """CPU ms a page took inside the extraction processes (article document and publish,
+    the workers' own count): against extract_page in the limit pass, what running among
+    the other processes costs trafilatura, apart from what the pipeline adds."""
+    pages, cpu_ms = rt.client.hmget(rt.keys.stats, ["extractions", "extraction_cpu_ms"])
+    return round(int(cpu_ms or 0) / max(int(pages or 0), 1), 1)
+
+
 def idle(rt: Runtime) -> bool:
     queues = queue_names(rt.settings)
     return rt.client.zcard(rt.keys.inflight) == 0 and all(rt.client.llen(q) == 0 for q in queues)
@@ -639,6 +647,7 @@ def pipeline(
         figures["articles_per_s"] = round(figures["published"] / elapsed, 2)
         figures["cpu_ms_per_entry"] = cpu_per_entry(cpu, entries)
         figures["kernel_per_entry"] = kernel
+        figures["extraction_cpu_ms_per_page"] = extraction_cpu(rt)
         figures["valkey_us_per_entry"] = valkey_time(rt, entries)
         figures["valkey_calls_per_entry"] = valkey_calls(rt, entries)
 
@@ -782,6 +791,11 @@ def report_pipeline(result: dict[str, Any]) -> None:
     print(f"  cpu s in the window ({run['cpu_available_s']} available): {run['cpu_seconds']}")
     print(f"  cpu ms per entry: {run['cpu_ms_per_entry']}")
     print(f"  kernel share of CPU, context switches per entry: {run['kernel_per_entry']}")
+    share = run["extraction_cpu_ms_per_page"] / run["cpu_ms_per_entry"]["total"]
+    print(
+        f"  extraction and publishing, timed by the workers: "
+        f"{run['extraction_cpu_ms_per_page']} ms CPU a page, {share:.0%} of the pipeline's"
+    )
     print(f"  valkey us per entry by command: {run['valkey_us_per_entry']}")
     print(f"  valkey calls per entry by command: {run['valkey_calls_per_entry']}")
     if "script_us_per_entry" in run:

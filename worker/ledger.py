@@ -108,6 +108,15 @@ class Ledger:
         pipe.zcard(self._keys.handed)
         return int(pipe.execute()[1])
 
+    def count_extractions(self, pages: int, cpu_s: float) -> None:
+        """Add to the deployment's counters the pages extracted (whatever came of them)
+        and the CPU their extraction and publishing took: ``status`` shows both, and
+        their quotient is what a page costs here, trafilatura included."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hincrby(self._keys.stats, "extractions", pages)
+        pipe.hincrby(self._keys.stats, "extraction_cpu_ms", round(cpu_s * 1000))
+        pipe.execute()
+
     def postpone(self, entry_ids: list[str], seconds: float) -> None:
         """Give queued entries back to the sweeper for later, attempts untouched (XX: an
         entry that has ended left the inflight set and is not put back)."""

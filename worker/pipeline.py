@@ -8,7 +8,8 @@ Each stage first asks the ledger whether it may run, so redelivered tasks are no
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 from worker.errors import ExtractionError, FetchError, HostBusy, NewswireError
 from worker.extract.document import article_document
@@ -25,10 +26,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StageResult:
-    """Where an entry goes next: 'extract', 'done', 'retry' or 'failed'."""
+    """Where an entry goes next: 'extract', 'done', 'retry' or 'failed'; for an
+    extraction, the CPU seconds this thread spent extracting and publishing it."""
 
     next: str
     detail: str = ""
+    cpu_s: float = 0.0
 
 
 def fetch_stage(rt: Runtime, entry_id: str) -> StageResult:
@@ -68,11 +71,14 @@ def extract_stage(rt: Runtime, entry_id: str) -> StageResult:
     if start.page is None:
         # The hand-off expired or was lost: the sweeper will run the fetch stage again.
         return StageResult("retry", "page hand-off missing")
+    started = time.thread_time()
     try:
         outcome = _extract_and_publish(rt, entry, start.page)
     except ExtractionError as exc:
-        return _fail(rt, entry, exc, int(start.detail))
-    return StageResult("done", outcome.kind)  # the publish script dropped the page
+        failed = _fail(rt, entry, exc, int(start.detail))
+        return replace(failed, cpu_s=time.thread_time() - started)
+    # the publish script dropped the page
+    return StageResult("done", outcome.kind, cpu_s=time.thread_time() - started)
 
 
 def _extract_and_publish(rt: Runtime, entry: FeedEntry, page: HandedPage) -> Outcome:

@@ -220,12 +220,16 @@ def extract_pages(entry_ids: list[str]) -> dict[str, int]:
     """Extract, dedup and publish fetched entries, one after the other."""
     rt = runtime()
     outcomes: Counter[str] = Counter()
+    extracted, cpu_s = 0, 0.0
     for done, entry_id in enumerate(entry_ids):
         _extractions[0] += 1
         if _extractions[0] % RESET_CACHES_EVERY == 0:
             release_memory()
         try:
-            outcomes[pipeline.extract_stage(rt, entry_id).detail] += 1
+            result = pipeline.extract_stage(rt, entry_id)
+            outcomes[result.detail] += 1
+            if result.cpu_s:
+                extracted, cpu_s = extracted + 1, cpu_s + result.cpu_s
         except SoftTimeLimitExceeded:
             # The batch as a whole ran out of time (the per-page limit did not fire: a
             # long C call). This page ends here; the rest go back to the queue.
@@ -234,4 +238,6 @@ def extract_pages(entry_ids: list[str]) -> dict[str, int]:
             enqueue_extractions(entry_ids[done + 1 :])
             outcomes["failed"] += 1
             break
+    if extracted:
+        rt.ledger.count_extractions(extracted, cpu_s)
     return dict(outcomes)

@@ -54,14 +54,23 @@ def ingest(rt: Runtime, feed_url: str, polls: int = 1) -> str:
     return record.feed_id
 
 
+def extraction_counters(rt: Runtime) -> tuple[int, int]:
+    pages, cpu_ms = rt.client.hmget(rt.keys.stats, ["extractions", "extraction_cpu_ms"])
+    return int(pages or 0), int(cpu_ms or 0)
+
+
 def test_feed_of_several_items_ends_as_that_many_entries(rt: Runtime, newsroom: Newsroom) -> None:
     feed_url, links = serve_feed(newsroom, "several", 6)
+    pages_before, cpu_before = extraction_counters(rt)
     ingest(rt, feed_url)
     published = articles_of(rt, feed_url)
     assert sorted(m["url"] for m in published) == sorted(links)
     assert len({m["id"] for m in published}) == 6
     assert all(m["extraction"] == "page" and len(m["text"]) > 200 for m in published)
     assert all(newsroom.count(f"/several/{i}.html") == 1 for i in range(6))
+    # the workers count pages extracted and their CPU (`status`), after each batch
+    assert wait_until(lambda: extraction_counters(rt)[0] >= pages_before + 6, 10)
+    assert extraction_counters(rt)[1] > cpu_before
 
 
 def test_task_delivered_twice_yields_one_entry(rt: Runtime, newsroom: Newsroom) -> None:
