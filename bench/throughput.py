@@ -43,7 +43,9 @@ thread counted); the server's time and number of commands per entry, by command
 (io, the cpu pool parent, each pool child) and the RSS of each every second (a long
 run, ``--articles 5000``, shows whether it stays flat across trafilatura cache resets and
 pool recycling); the outcome counts and whether each published text carries its marker.
-The machine is small and noisy: compare figures of one run, not across runs.
+The machine is small and noisy: compare figures of one run, not across runs, or measure
+several times (``--repeat N``: each run in a process of its own, then the medians, with
+min and max, of the ratios, the rate and extraction's share of the pipeline's CPU).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ import re
 import resource
 import shutil
 import socket
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -746,7 +750,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--script-times", action="store_true", help="time each Lua script (server slow log)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (worker log)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure N times, then print the medians"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object a run")
     return parser.parse_args(argv)
 
 
@@ -867,12 +874,11 @@ def average_limits(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
     return limit
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    bases = load_bases(args.corpus, min(args.articles, 181))
-    site = build_site(bases, args.feeds, args.articles)
+def measure(
+    args: argparse.Namespace, site: list[list[Served]], bases: list[BasePage], http: LoopbackServer
+) -> dict[str, Any]:
+    """One measurement: the limit, the pipeline, the limit again; the ratios."""
     workdir = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
-    http = LoopbackServer()
     limit_site = limit_pages(site, args.limit_pages)
     try:
         # The limit is measured before and after the pipeline, and averaged: the
@@ -885,13 +891,12 @@ def main(argv: list[str] | None = None) -> int:
         quiet(args)
         after = extraction_limit(limit_site, http.base_url, args.cores)
     finally:
-        http.close()
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     limit = average_limits(before, after)
-    result = {
+    return {
         "revision": code_revision(),
         "delay_ms": args.delay_ms,
         "feeds": len(site),
@@ -906,6 +911,58 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_cpu": round(limit["extract_cpu_ms_per_page"] / run["cpu_ms_per_entry"]["total"], 3),
     }
 
+
+def medians(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of several runs that matter most, as median (min-max): on a shared
+    host single runs swing by 15% or more."""
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})"
+
+    runs = [r["pipeline"] for r in results]
+    return {
+        "runs": len(results),
+        "ratio": spread([r["ratio"] for r in results]),
+        "ratio_cpu": spread([r["ratio_cpu"] for r in results]),
+        "entries_per_s": spread([run["entries_per_s"] for run in runs]),
+        "extraction_share": spread(
+            [run["extraction_cpu_ms_per_page"] / run["cpu_ms_per_entry"]["total"] for run in runs]
+        ),
+    }
+
+
+def repeated(argv: list[str], args: argparse.Namespace) -> int:
+    """Measure ``--repeat`` times, each in a process of its own (the Celery app of a
+    process keeps its first broker), then print every run and the medians."""
+    results = []
+    for _ in range(args.repeat):
+        done = subprocess.run(
+            [sys.executable, __file__, *argv, "--repeat", "1", "--json"],
+            stdout=subprocess.PIPE, text=True, check=True,
+        )  # fmt: skip
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        report(results[-1], args.json)
+    summary = medians(results)
+    if args.json:
+        print(json.dumps({"medians": summary}))
+    else:
+        print("medians over the runs (min-max): " + ", ".join(
+            f"{k} {v}" for k, v in summary.items() if k != "runs"))  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.repeat > 1:
+        return repeated(argv, args)
+    bases = load_bases(args.corpus, min(args.articles, 181))
+    site = build_site(bases, args.feeds, args.articles)
+    http = LoopbackServer()
+    try:
+        result = measure(args, site, bases, http)
+    finally:
+        http.close()
     report(result, args.json)
     return 0
 
