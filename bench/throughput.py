@@ -317,33 +317,32 @@ def context_switches(pid: int) -> int:
     return total
 
 
-def kernel_snapshot(trees: dict[str, int]) -> dict[str, tuple[float, float, int]]:
-    """Per process tree: (CPU seconds, of which in the kernel, context switches)."""
+def kernel_snapshot(trees: dict[str, int]) -> dict[str, tuple[float, int]]:
+    """Per process tree: (CPU seconds in the kernel, context switches)."""
     snapshot = {}
     for name, pid in trees.items():
-        cpu = system = 0.0
-        switches = 0
+        system, switches = 0.0, 0
         for proc in tree(pid):
             with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                cpu += times.user + times.system
-                system += times.system
+                system += proc.cpu_times().system
                 switches += context_switches(proc.pid)
-        snapshot[name] = (cpu, system, switches)
+        snapshot[name] = (system, switches)
     return snapshot
 
 
 def kernel_figures(
-    before: dict[str, tuple[float, float, int]],
-    after: dict[str, tuple[float, float, int]],
+    before: dict[str, tuple[float, int]],
+    after: dict[str, tuple[float, int]],
+    cpu: dict[str, float],
     entries: int,
 ) -> dict[str, str]:
-    """Share of each tree's CPU spent in the kernel, and its context switches per entry:
-    a threaded worker whose threads hand the GIL back and forth shows both high."""
+    """Share of each tree's CPU (``cpu``: its seconds in the window) spent in the kernel,
+    and its context switches per entry: a threaded worker whose threads hand the GIL
+    back and forth shows both high."""
     figures = {}
-    for name, (cpu, system, switches) in after.items():
-        cpu0, system0, switches0 = before.get(name, (0.0, 0.0, 0))
-        share = (system - system0) / max(cpu - cpu0, 1e-9)
+    for name, (system, switches) in after.items():
+        system0, switches0 = before.get(name, (0.0, 0))
+        share = (system - system0) / max(cpu[name], 1e-9)
         figures[name] = f"{share:.0%} kernel, {(switches - switches0) / entries:.0f} switches"
     return figures
 
@@ -634,7 +633,7 @@ def pipeline(
         entries = sum(len(pages) for pages in site)
         elapsed, rss_samples = run_until_done(rt, procs, feed_ids, entries, args.timeout)
         cpu = accounts.used()
-        kernel = kernel_figures(kernel_before, kernel_snapshot(accounts.trees), entries)
+        kernel = kernel_figures(kernel_before, kernel_snapshot(accounts.trees), cpu, entries)
         figures = {
             "entries": entries,
             "base_url": base_url,
@@ -652,6 +651,9 @@ def pipeline(
         figures["cpu_ms_per_entry"] = cpu_per_entry(cpu, entries)
         figures["kernel_per_entry"] = kernel
         figures["extraction_cpu_ms_per_page"] = extraction_cpu(rt)
+        figures["extraction_share"] = round(
+            figures["extraction_cpu_ms_per_page"] / figures["cpu_ms_per_entry"]["total"], 3
+        )
         figures["valkey_us_per_entry"] = valkey_time(rt, entries)
         figures["valkey_calls_per_entry"] = valkey_calls(rt, entries)
 
@@ -798,10 +800,10 @@ def report_pipeline(result: dict[str, Any]) -> None:
     print(f"  cpu s in the window ({run['cpu_available_s']} available): {run['cpu_seconds']}")
     print(f"  cpu ms per entry: {run['cpu_ms_per_entry']}")
     print(f"  kernel share of CPU, context switches per entry: {run['kernel_per_entry']}")
-    share = run["extraction_cpu_ms_per_page"] / run["cpu_ms_per_entry"]["total"]
     print(
         f"  extraction and publishing, timed by the workers: "
-        f"{run['extraction_cpu_ms_per_page']} ms CPU a page, {share:.0%} of the pipeline's"
+        f"{run['extraction_cpu_ms_per_page']} ms CPU a page, "
+        f"{run['extraction_share']:.0%} of the pipeline's"
     )
     print(f"  valkey us per entry by command: {run['valkey_us_per_entry']}")
     print(f"  valkey calls per entry by command: {run['valkey_calls_per_entry']}")
@@ -925,9 +927,7 @@ def medians(results: list[dict[str, Any]]) -> dict[str, Any]:
         "ratio": spread([r["ratio"] for r in results]),
         "ratio_cpu": spread([r["ratio_cpu"] for r in results]),
         "entries_per_s": spread([run["entries_per_s"] for run in runs]),
-        "extraction_share": spread(
-            [run["extraction_cpu_ms_per_page"] / run["cpu_ms_per_entry"]["total"] for run in runs]
-        ),
+        "extraction_share": spread([run["extraction_share"] for run in runs]),
     }
 
 
