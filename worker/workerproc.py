@@ -60,12 +60,11 @@ def stall_check(rt: Runtime, queues: list[str], capacity: int) -> Callable[[], N
     """What the heartbeat also runs: exit when this worker's consumer has stalled
     (consumption.py). With a Redis or RabbitMQ broker, whose queues we can count, and
     unless consumer_stall_s is 0 (then nothing is polled)."""
-    if rt.settings.consumer_stall_s <= 0:
-        return lambda: None
-    depth = queue_depth(rt.settings.effective_broker_url or "", queues)
+    stall_s = rt.settings.consumer_stall_s
+    depth = queue_depth(rt.settings.effective_broker_url or "", queues) if stall_s > 0 else None
     if depth is None:
         return lambda: None
-    watch = ConsumptionWatch(rt.settings.consumer_stall_s)
+    watch = ConsumptionWatch(stall_s)
     received = [time.time()]
 
     @task_received.connect(weak=False)
