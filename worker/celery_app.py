@@ -86,6 +86,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "newswire.poll_feeds": {"queue": queues.poll},
             "newswire.fetch_pages": {"queue": queues.fetch},
             "newswire.extract_pages": {"queue": queues.extract},
+            "newswire.ingest_pages": {"queue": queues.extract},
         },
         "broker_pool_limit": max(settings.io_concurrency, 10),
     }

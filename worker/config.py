@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -89,12 +89,19 @@ class Settings(BaseSettings):
     near_dup_bucket_bits: int = 12
 
     # Workers
+    # The article path. "fused": the extraction processes download the pages of their
+    # batch in threads and extract each as it arrives (no page crosses a process or
+    # Redis: the CPU goes to extraction, bench/throughput.py). "split": io workers fetch
+    # and hand each page over through Redis to the extraction processes (fetching and
+    # extracting scaled apart, on different machines). Feeds are polled by io workers
+    # either way.
+    article_path: Literal["fused", "split"] = "fused"
     # Threads of an io worker: Celery's (poll and fetch batches) and those downloading the
     # pages of fetch batches. More runnable threads cost CPU that extraction needs (on 2
     # cores, 32/16 used ~15% more CPU per entry than 16/8); raise them for slow sites.
     io_concurrency: int = 8
-    fetch_threads: int = 16
-    fetch_batch: int = 16  # entries per fetch task
+    fetch_threads: int = 16  # per io worker; on the fused path, per extraction process
+    fetch_batch: int = 16  # entries per fetch task (fused: per fetch-and-extract task)
     extract_batch: int = 8  # fetched pages per extraction task
     max_waiting_pages: int = 256  # fetched pages waiting for extraction; fetching pauses above
     extraction_time_limit_s: float = 30.0  # per page; past it the entry is dead-lettered
@@ -124,12 +131,15 @@ class Settings(BaseSettings):
         if self.min_poll_interval_s > self.max_poll_interval_s:
             raise ValueError("min_poll_interval_s must not exceed max_poll_interval_s")
         longest_task = max(
-            self.task_time_limit_s, self.extraction_task_limits(self.extract_batch)["time_limit"]
+            self.task_time_limit_s,
+            self.extraction_task_limits(self.extract_batch)["time_limit"],
+            self.ingest_task_limits(self.fetch_batch)["time_limit"],
         )
         if self.visibility_timeout_s <= longest_task:
             raise ValueError(
-                "visibility_timeout_s must exceed task_time_limit_s and "
-                "extraction_time_limit_s x extract_batch + 20 s (kombu#337)"
+                "visibility_timeout_s must exceed task_time_limit_s, "
+                "extraction_time_limit_s x extract_batch + 20 s and, on the fused path, "
+                "fetch_deadline_s + extraction_time_limit_s x fetch_batch + 20 s (kombu#337)"
             )
         if min(self.fetch_batch, self.extract_batch, self.fetch_threads) < 1:
             raise ValueError("fetch_batch, extract_batch and fetch_threads must be at least 1")
@@ -143,6 +153,12 @@ class Settings(BaseSettings):
         never yields."""
         soft = self.extraction_time_limit_s * pages + 10
         return {"soft_time_limit": soft, "time_limit": soft + 10}
+
+    def ingest_task_limits(self, pages: int) -> dict[str, float]:
+        """Limits of one fused task (fetch and extract ``pages`` pages): the downloads run
+        side by side, each within the fetch deadline, the extractions one after another."""
+        limits = self.extraction_task_limits(pages)
+        return {name: seconds + self.fetch_deadline_s for name, seconds in limits.items()}
 
     @property
     def effective_user_agent(self) -> str:

@@ -3,6 +3,8 @@
 fetch stage (I/O):   claim check -> GET page (guarded, capped) -> hand the HTML over
 extract stage (CPU): trafilatura -> merge with the feed -> publish (atomic, idempotent)
 Each stage first asks the ledger whether it may run, so redelivered tasks are no-ops.
+On the fused article path one process runs both: the fetch stage keeps the page in hand
+(``Fetched``) and ``extract_fetched`` takes it from there, without a hand-over.
 """
 
 from __future__ import annotations
@@ -25,17 +27,29 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """A page fetched and kept in hand for extraction in the same process."""
+
+    entry: FeedEntry
+    page: HandedPage
+    attempt: int
+
+
+@dataclass(frozen=True)
 class StageResult:
     """Where an entry goes next: 'extract', 'done', 'retry' or 'failed'; for an
-    extraction, the CPU seconds this thread spent extracting and publishing it."""
+    extraction, the CPU seconds this thread spent extracting and publishing it; for a
+    fetch that keeps its page, the page."""
 
     next: str
     detail: str = ""
     cpu_s: float = 0.0
+    fetched: Fetched | None = None
 
 
-def fetch_stage(rt: Runtime, entry_id: str) -> StageResult:
-    """Fetch the entry's page and hand it to the extract stage."""
+def fetch_stage(rt: Runtime, entry_id: str, hand_over: bool = True) -> StageResult:
+    """Fetch the entry's page and hand it to the extract stage (through Redis), or, with
+    ``hand_over=False``, return it for ``extract_fetched`` in this process."""
     start = rt.ledger.start(entry_id, "fetch")
     entry = start.entry
     if start.verdict in ("done", "missing") or entry is None:
@@ -56,7 +70,10 @@ def fetch_stage(rt: Runtime, entry_id: str) -> StageResult:
             log.info("fetch of %s failed (%s), retry in %.0fs", entry.url, exc.reason, delay)
             return StageResult("retry", exc.reason)
         return _fail(rt, entry, exc, attempt)
-    rt.ledger.hand_over(entry_id, HandedPage(page.url, utc_iso(), page.html))
+    handed = HandedPage(page.url, utc_iso(), page.html)
+    if not hand_over:
+        return StageResult("extract", fetched=Fetched(entry, handed, attempt))
+    rt.ledger.hand_over(entry_id, handed)
     return StageResult("extract")
 
 
@@ -71,11 +88,16 @@ def extract_stage(rt: Runtime, entry_id: str) -> StageResult:
     if start.page is None:
         # The hand-off expired or was lost: the sweeper will run the fetch stage again.
         return StageResult("retry", "page hand-off missing")
+    return extract_fetched(rt, Fetched(entry, start.page, int(start.detail)))
+
+
+def extract_fetched(rt: Runtime, fetched: Fetched) -> StageResult:
+    """Extract, merge and publish a page in hand (its entry's lease already renewed)."""
     started = time.thread_time()
     try:
-        outcome = _extract_and_publish(rt, entry, start.page)
+        outcome = _extract_and_publish(rt, fetched.entry, fetched.page)
     except ExtractionError as exc:
-        failed = _fail(rt, entry, exc, int(start.detail))
+        failed = _fail(rt, fetched.entry, exc, fetched.attempt)
         return replace(failed, cpu_s=time.thread_time() - started)
     # the publish script dropped the page
     return StageResult("done", outcome.kind, cpu_s=time.thread_time() - started)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -26,6 +30,9 @@ _fetch_pool: list[ThreadPoolExecutor | None] = [None]
 _extractions = [0]
 RESET_CACHES_EVERY = 500  # trafilatura, htmldate and courlan caches grow with every page
 EXTRACT_FLUSH_S = 0.25  # fetched pages wait at most this long for their group to fill
+# A fused task waits this long for its next page, then leaves the pages still downloading
+# to be handed over through Redis (a slow or polite host must not hold a CPU process).
+FETCH_PATIENCE_S = 1.0
 # A fetch batch waits this long for room in the hand-off, then steps back for about
 # ROOM_POSTPONE_S (the sweeper re-enqueues it). Both well under the visibility timeout.
 ROOM_WAIT_S = 60.0
@@ -74,11 +81,18 @@ def chunks(items: list[str], size: int) -> list[list[str]]:
 
 
 def enqueue_fetches(entry_ids: list[str], settings: Settings | None = None) -> None:
-    """Queue page fetches, several entries per task (a task costs ~2 ms of broker work)."""
+    """Queue the article work of entries that have no page yet, several entries per task
+    (a task costs ~2 ms of broker work): on the fused path to the extraction processes,
+    which fetch and extract; on the split path to the io workers, which fetch and hand
+    the pages over."""
     settings = settings or runtime().settings
-    queue = queue_names(settings).fetch
+    queues = queue_names(settings)
     for batch in chunks(entry_ids, settings.fetch_batch):
-        fetch_pages.apply_async((batch,), queue=queue)
+        if settings.article_path == "fused":
+            limits = settings.ingest_task_limits(len(batch))
+            ingest_pages.apply_async((batch,), queue=queues.extract, **limits)
+        else:
+            fetch_pages.apply_async((batch,), queue=queues.fetch)
 
 
 def enqueue_extractions(entry_ids: list[str], settings: Settings | None = None) -> None:
@@ -215,29 +229,133 @@ def _fetch_outcome(entry_id: str, future: Future[pipeline.StageResult]) -> str:
         return "crashed"
 
 
+@dataclass
+class Extractions:
+    """The extractions of one task: their outcomes and CPU (added to the deployment's
+    counters once, at the end), and trafilatura's caches dropped every
+    RESET_CACHES_EVERY pages this process extracts."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    pages: int = 0
+    cpu_s: float = 0.0
+
+    def run(self, extract: Callable[[], pipeline.StageResult]) -> None:
+        _extractions[0] += 1
+        if _extractions[0] % RESET_CACHES_EVERY == 0:
+            release_memory()
+        result = extract()
+        self.outcomes[result.detail] += 1
+        if result.cpu_s:
+            self.pages, self.cpu_s = self.pages + 1, self.cpu_s + result.cpu_s
+
+    def cut_short(self, rt: Runtime, entry_id: str) -> None:
+        """The task ran out of time (the per-page limit did not fire: a long C call) while
+        extracting ``entry_id``: that page ends here."""
+        detail = "the extraction task exceeded its time limit"
+        pipeline.fail_entry(rt, entry_id, "extraction_timeout", detail)
+        self.outcomes["failed"] += 1
+
+    def finish(self, rt: Runtime) -> dict[str, int]:
+        if self.pages:
+            rt.ledger.count_extractions(self.pages, self.cpu_s)
+        return dict(self.outcomes)
+
+
 @app.task(name="newswire.extract_pages")
 def extract_pages(entry_ids: list[str]) -> dict[str, int]:
     """Extract, dedup and publish fetched entries, one after the other."""
     rt = runtime()
-    outcomes: Counter[str] = Counter()
-    extracted, cpu_s = 0, 0.0
-    for done, entry_id in enumerate(entry_ids):
-        _extractions[0] += 1
-        if _extractions[0] % RESET_CACHES_EVERY == 0:
-            release_memory()
+    done = Extractions()
+    for position, entry_id in enumerate(entry_ids):
         try:
-            result = pipeline.extract_stage(rt, entry_id)
-            outcomes[result.detail] += 1
-            if result.cpu_s:
-                extracted, cpu_s = extracted + 1, cpu_s + result.cpu_s
+            done.run(partial(pipeline.extract_stage, rt, entry_id))
         except SoftTimeLimitExceeded:
-            # The batch as a whole ran out of time (the per-page limit did not fire: a
-            # long C call). This page ends here; the rest go back to the queue.
-            detail = "the extraction task exceeded its time limit"
-            pipeline.fail_entry(rt, entry_id, "extraction_timeout", detail)
-            enqueue_extractions(entry_ids[done + 1 :])
-            outcomes["failed"] += 1
+            done.cut_short(rt, entry_id)
+            enqueue_extractions(entry_ids[position + 1 :])  # the rest go back to the queue
             break
-    if extracted:
-        rt.ledger.count_extractions(extracted, cpu_s)
-    return dict(outcomes)
+    return done.finish(rt)
+
+
+class ArrivingPages:
+    """The pages of one fused task, handed from the fetch threads to the task as they
+    arrive. Once the task lets go (nothing arrived for FETCH_PATIENCE_S: a slow or
+    polite host), each later page is handed over through Redis to any extraction
+    process, as on the split path: a slow download never holds an extraction process,
+    and no page is lost."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._arrived: queue.SimpleQueue[tuple[str, pipeline.StageResult]] = queue.SimpleQueue()
+        self._let_go = False
+        self.unclaimed: list[tuple[str, pipeline.StageResult]] = []  # arrived, not taken
+
+    def fetch(self, rt: Runtime, entry_id: str) -> None:
+        """Run the fetch stage (in a fetch thread) and deliver what came of it."""
+        try:
+            result = pipeline.fetch_stage(rt, entry_id, hand_over=False)
+        except Exception:
+            log.exception("fetch of entry %s crashed", entry_id)  # its lease brings it back
+            result = pipeline.StageResult("crashed")
+        with self._lock:
+            if not self._let_go:
+                self._arrived.put((entry_id, result))
+                return
+        if result.fetched is not None:
+            _hand_over(rt, entry_id, result.fetched)
+
+    def arrivals(self, count: int, patience_s: float) -> Iterator[tuple[str, pipeline.StageResult]]:
+        """Up to ``count`` fetch results as they arrive, until one keeps us waiting over
+        ``patience_s``; then those that arrived meanwhile."""
+        for _ in range(count):
+            try:
+                yield self._arrived.get(timeout=patience_s)
+            except queue.Empty:
+                break
+        self.let_go()
+        while self.unclaimed:
+            yield self.unclaimed.pop(0)
+
+    def let_go(self) -> None:
+        """Take no more pages; what arrived before waits in ``unclaimed``."""
+        with self._lock:
+            self._let_go = True
+        while not self._arrived.empty():
+            self.unclaimed.append(self._arrived.get())
+
+
+def _hand_over(rt: Runtime, entry_id: str, fetched: pipeline.Fetched) -> None:
+    rt.ledger.hand_over(entry_id, fetched.page)
+    enqueue_extractions([entry_id], rt.settings)
+
+
+@app.task(name="newswire.ingest_pages")
+def ingest_pages(entry_ids: list[str]) -> dict[str, int]:
+    """The fused article path: download the batch's pages in this process's fetch threads
+    and extract each here, in the main thread (trafilatura is not thread-safe; the
+    per-page time limit is a signal), as soon as it arrives: downloads overlap
+    extraction, and no page crosses a process boundary or Redis. Pages that keep the
+    task waiting go the split path's way (``ArrivingPages``)."""
+    rt = runtime()
+    pages = ArrivingPages()
+    for entry_id in entry_ids:
+        fetch_pool().submit(pages.fetch, rt, entry_id)
+    done = Extractions()
+    taken, current = 0, ""
+    try:
+        for entry_id, result in pages.arrivals(len(entry_ids), FETCH_PATIENCE_S):
+            taken, current = taken + 1, entry_id
+            if result.fetched is None:
+                done.outcomes[result.next] += 1
+            else:
+                done.run(partial(pipeline.extract_fetched, rt, result.fetched))
+            current = ""
+    except SoftTimeLimitExceeded:
+        if current:
+            done.cut_short(rt, current)
+        pages.let_go()  # the pages still downloading are handed over as they arrive
+        for entry_id, result in pages.unclaimed:
+            if result.fetched is not None:
+                _hand_over(rt, entry_id, result.fetched)
+    if taken < len(entry_ids):
+        done.outcomes["handed_over"] += len(entry_ids) - taken
+    return done.finish(rt)

@@ -38,29 +38,61 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
 def test_killed_extraction_child_is_redelivered_and_published_once(
     rt: Runtime, newsroom: Newsroom, workers: WorkerProcesses
 ) -> None:
+    """The fused path (the session's workers): the child that fetched the page dies with
+    it; the entry's lease runs out and the page is fetched and extracted again."""
+    big, feed, entry_id = _big_page(rt, newsroom, "fusedkill")
+    assert wait_until(lambda: newsroom.count("/fusedkill/big.html") == 1, 30)
+    _kill_pool_children(workers)
+    drain(rt, timeout=90)
+    _assert_published_once(rt, feed, big, entry_id)
+    assert int(rt.ledger.state(entry_id)["attempts_fetch"]) >= 2
+    assert newsroom.count("/fusedkill/big.html") >= 2  # the page died with the child
+
+
+def test_killed_extraction_child_on_split_path_keeps_the_handed_page(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    """The split path: the page waits in Redis, so the redelivered extraction finds it
+    there and the page is not fetched again."""
+    with deployment(settings, settings.redis_url or "", article_path="split") as (rt, procs):
+        big, feed, entry_id = _big_page(rt, newsroom, "splitkill")
+        assert wait_until(lambda: rt.ledger.state(entry_id).get("state") == "extract", 30)
+        _kill_pool_children(procs)
+        drain(rt, timeout=90)
+        _assert_published_once(rt, feed, big, entry_id)
+        assert int(rt.ledger.state(entry_id)["attempts_extract"]) >= 2
+        assert newsroom.count("/splitkill/big.html") == 1  # the page was not fetched again
+
+
+def _big_page(rt: Runtime, newsroom: Newsroom, name: str) -> tuple[str, str, str]:
+    """Serve and poll a feed of one long page: (page URL, feed URL, entry id)."""
     # ~0.5 MB of text: its extraction lasts long enough for the kill to land in it, and
     # stays well inside the tests' 2 s per-page limit on a slow, busy machine (4,000
     # paragraphs took 1.6-1.8 s alone there, and over 2 s among the other workers)
-    big = newsroom.add(
-        "/kill/big.html", body=article_html("Long read", story(f"k{time.time()}", 1200))
-    )
-    feed = newsroom.add("/kill/feed.xml", body=rss([{"title": "big", "link": big}]),
+    body = article_html("Long read", story(f"{name}{time.time()}", 1200))
+    big = newsroom.add(f"/{name}/big.html", body=body)
+    feed = newsroom.add(f"/{name}/feed.xml", body=rss([{"title": "big", "link": big}]),
                         content_type="application/rss+xml")  # fmt: skip
     record = rt.registry.add(feed)
     request_poll(rt, record.feed_id)
     feed_polled(rt, record.feed_id)
-    entry_id = url_id(big)
-    assert wait_until(lambda: rt.ledger.state(entry_id).get("state") == "extract", 30)
-    cpu_main = psutil.Process(workers.processes["cpu"].pid)
-    for child in cpu_main.children():  # kill -9 every pool child, the busy one among them
+    return big, feed, url_id(big)
+
+
+def _kill_pool_children(procs: WorkerProcesses) -> None:
+    """kill -9 every pool child of the cpu worker, the busy one among them; the pool
+    starts new ones."""
+    cpu_main = psutil.Process(procs.processes["cpu"].pid)
+    size = len(cpu_main.children())
+    for child in cpu_main.children():
         os.kill(child.pid, signal.SIGKILL)
-    drain(rt, timeout=90)
+    assert wait_until(lambda: len(cpu_main.children()) == size, 30)  # the pool recovered
+
+
+def _assert_published_once(rt: Runtime, feed: str, big: str, entry_id: str) -> None:
     [article] = articles_of(rt, feed)
     assert article["url"] == big and len(article["text"]) > 100_000
-    state = rt.ledger.state(entry_id)
-    assert state["state"] == "published" and int(state["attempts_extract"]) >= 2
-    assert newsroom.count("/kill/big.html") == 1  # the page was not fetched again
-    assert cpu_main.is_running() and len(cpu_main.children()) == 2  # the pool recovered
+    assert rt.ledger.state(entry_id)["state"] == "published"
 
 
 def slow_feed(newsroom: Newsroom, name: str, count: int, delay_s: float) -> tuple[str, list[str]]:
@@ -88,8 +120,9 @@ def assert_published_once(rt: Runtime, feed: str, links: list[str]) -> None:
 def test_killed_io_worker_loses_nothing_and_doubles_nothing(
     settings: Settings, newsroom: Newsroom
 ) -> None:
+    """The split path, where io workers download the pages."""
     feed, links = slow_feed(newsroom, "iokill", 12, delay_s=1.0)  # read timeout: 2 s
-    with deployment(settings, settings.redis_url or "") as (rt, procs):
+    with deployment(settings, settings.redis_url or "", article_path="split") as (rt, procs):
         request_poll(rt, rt.registry.add(feed).feed_id)
         assert wait_until(lambda: states(rt, links)["fetch"] >= 4, 30)  # downloads in flight
         io = procs.processes["io"]

@@ -24,7 +24,7 @@ from worker.model import FeedEntry
 from worker.replay import request_poll
 from worker.runtime import Runtime
 from worker.scheduler import sweep
-from worker.tasks import extract_pages, fetch_pages
+from worker.tasks import extract_pages, fetch_pages, ingest_pages
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
 
@@ -73,12 +73,34 @@ def test_feed_of_several_items_ends_as_that_many_entries(rt: Runtime, newsroom: 
     assert extraction_counters(rt)[1] > cpu_before
 
 
+def test_pages_slower_than_the_fused_task_waits_are_handed_over(
+    rt: Runtime, newsroom: Newsroom
+) -> None:
+    """A fused task extracts its pages as they arrive and waits FETCH_PATIENCE_S (1 s)
+    for the next one; pages slower than that are handed over through Redis to the
+    extract queue instead of holding the process. Each is fetched once, published once."""
+    links = {}
+    for i, delay_s in enumerate([0.0, 0.0, 0.0, 1.6, 1.6]):  # read timeout: 2 s
+        body = article_html(f"patience {i}", story(f"patience-{i}-{time.time()}"))
+        links[i] = newsroom.add(f"/patience/{i}.html", Route(body=body, delay_s=delay_s))
+    items = [{"title": f"patience {i}", "link": link} for i, link in links.items()]
+    feed = newsroom.add("/patience/feed.xml", body=rss(items), content_type="application/rss+xml")
+    ingest(rt, feed)
+    assert sorted(m["url"] for m in articles_of(rt, feed)) == sorted(links.values())
+    extract_attempts = {
+        i: rt.ledger.state(url_id(link)).get("attempts_extract") for i, link in links.items()
+    }  # only a handed-over page goes through the extract stage's own start
+    assert extract_attempts == {0: None, 1: None, 2: None, 3: "1", 4: "1"}
+    assert all(newsroom.count(f"/patience/{i}.html") == 1 for i in links)
+
+
 def test_task_delivered_twice_yields_one_entry(rt: Runtime, newsroom: Newsroom) -> None:
     feed_url, links = serve_feed(newsroom, "twice", 2)
     feed_id = ingest(rt, feed_url)
     entry_id = url_id(links[0])
-    # Redeliver both stages after the fact, and race two copies of each.
+    # Redeliver the work of both article paths after the fact, and race two copies of each.
     for _ in range(2):
+        ingest_pages.delay([entry_id])
         fetch_pages.delay([entry_id])
         extract_pages.delay([entry_id])
     time.sleep(1.0)
