@@ -409,6 +409,10 @@ class Accounts:
 def bench_settings(redis_url: str, data_dir: Path, args: argparse.Namespace) -> Settings:
     tag = uuid.uuid4().hex[:6]
     extra: dict[str, Any] = {"io_concurrency": args.io_concurrency} if args.io_concurrency else {}
+    if args.processes:
+        extra["cpu_concurrency"] = args.processes
+    if args.article_path:
+        extra["article_path"] = args.article_path
     return Settings(
         redis_url=redis_url,
         data_dir=data_dir,
@@ -419,8 +423,7 @@ def bench_settings(redis_url: str, data_dir: Path, args: argparse.Namespace) -> 
         host_delay_s=0.0,
         feeds_file=None,
         seed_on_start=False,
-        cpu_concurrency=args.cores,
-        **extra,
+        **{"cpu_concurrency": args.cores, **extra},
     )
 
 
@@ -641,6 +644,7 @@ def pipeline(
             "entries_per_s": round(entries / elapsed, 2),
             "io_concurrency": settings.io_concurrency,
             "cpu_concurrency": settings.cpu_concurrency,
+            "article_path": settings.article_path,
             "cpu_seconds": cpu,
             "cpu_available_s": round(elapsed * (os.cpu_count() or 1), 2),
             "peak_rss_mb": worker_memory(procs),
@@ -738,7 +742,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--articles", type=int, default=500)
     parser.add_argument("--feeds", type=int, default=20)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="per-page response delay")
-    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cpu workers")
+    parser.add_argument(
+        "--cores", type=int, default=os.cpu_count() or 1, help="cores the limit counts"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=None, help="extraction processes (default: --cores)"
+    )
+    parser.add_argument(
+        "--article-path", choices=["fused", "split"], default=None, help="default: settings"
+    )
     parser.add_argument("--io-concurrency", type=int, default=None, help="default: settings")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the run")
     parser.add_argument(
@@ -784,7 +796,7 @@ def report_pipeline(result: dict[str, Any]) -> None:
     print(
         f"code {result['revision']}, delay {result['delay_ms']:.0f} ms, {run['entries']} "
         f"entries in {result['feeds']} feeds, io threads {run['io_concurrency']}, "
-        f"cpu processes {run['cpu_concurrency']}"
+        f"cpu processes {run['cpu_concurrency']}, {run['article_path']} article path"
     )
     print(
         f"pipeline: {run['elapsed_s']} s, {run['entries_per_s']} entries/s, "
