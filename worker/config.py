@@ -89,13 +89,14 @@ class Settings(BaseSettings):
     near_dup_bucket_bits: int = 12
 
     # Workers
-    # The article path. "fused": the extraction processes download the pages of their
-    # batch in threads and extract each as it arrives (no page crosses a process or
-    # Redis: the CPU goes to extraction, bench/throughput.py). "split": io workers fetch
-    # and hand each page over through Redis to the extraction processes (fetching and
-    # extracting scaled apart, on different machines). Feeds are polled by io workers
+    # The article path. "split": io workers fetch and hand each page over through Redis to
+    # the extraction processes, which stay busy whatever the servers' latency. "fused":
+    # the extraction processes download the pages of their batch in threads and extract
+    # each as it arrives (no page crosses a process or Redis): less CPU besides
+    # extraction when pages come at once, but idle waits and a slower trafilatura when
+    # every page takes 200 ms (README, Benchmarks). Feeds are polled by io workers
     # either way.
-    article_path: Literal["fused", "split"] = "fused"
+    article_path: Literal["fused", "split"] = "split"
     # Threads of an io worker: Celery's (poll and fetch batches) and those downloading the
     # pages of fetch batches. More runnable threads cost CPU that extraction needs (on 2
     # cores, 32/16 used ~15% more CPU per entry than 16/8); raise them for slow sites.

@@ -83,10 +83,11 @@ def test_pages_slower_than_the_fused_task_waits_are_handed_over(
     for i, delay_s in enumerate([0.0, 0.0, 0.0, 1.6, 1.6]):  # read timeout: 2 s
         body = article_html(f"patience {i}", story(f"patience-{i}-{time.time()}"))
         links[i] = newsroom.add(f"/patience/{i}.html", Route(body=body, delay_s=delay_s))
-    items = [{"title": f"patience {i}", "link": link} for i, link in links.items()]
-    feed = newsroom.add("/patience/feed.xml", body=rss(items), content_type="application/rss+xml")
-    ingest(rt, feed)
-    assert sorted(m["url"] for m in articles_of(rt, feed)) == sorted(links.values())
+    feed = rt.registry.add(newsroom.url("/patience/feed.xml"))  # never polled
+    entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links.values()]
+    ingest_pages.delay(rt.ledger.claim(feed.feed_id, entries))  # the cpu workers' fused task
+    drain(rt)
+    assert sorted(m["url"] for m in articles_of(rt, feed.url)) == sorted(links.values())
     extract_attempts = {
         i: rt.ledger.state(url_id(link)).get("attempts_extract") for i, link in links.items()
     }  # only a handed-over page goes through the extract stage's own start
