@@ -134,7 +134,9 @@ class Settings(BaseSettings):
         longest_task = max(
             self.task_time_limit_s,
             self.extraction_task_limits(self.extract_batch)["time_limit"],
-            self.ingest_task_limits(self.fetch_batch)["time_limit"],
+            self.ingest_task_limits(self.fetch_batch)["time_limit"]
+            if self.article_path == "fused"
+            else 0.0,
         )
         if self.visibility_timeout_s <= longest_task:
             raise ValueError(
