@@ -89,20 +89,27 @@ class Settings(BaseSettings):
     near_dup_bucket_bits: int = 12
 
     # Workers
-    # The article path. "split": io workers fetch and hand each page over through Redis to
-    # the extraction processes, which stay busy whatever the servers' latency. "fused":
-    # the extraction processes download the pages of their batch in threads and extract
-    # each as it arrives (no page crosses a process or Redis): less CPU besides
-    # extraction when pages come at once, but idle waits and a slower trafilatura when
-    # every page takes 200 ms (README, Benchmarks). Feeds are polled by io workers
-    # either way.
+    # The article path. "fused": the extraction processes take entries from the ingest
+    # queue, download their pages in threads, ``fetch_ahead`` at a time, and extract each
+    # as it arrives (no page crosses a process or Redis). "split": io workers fetch and
+    # hand each page over through Redis to the extraction processes: ~2.5 ms more CPU an
+    # entry (README, Benchmarks), but downloads never share a process with trafilatura.
+    # Feeds are polled by io workers either way.
     article_path: Literal["fused", "split"] = "split"
     # Threads of an io worker: Celery's (poll and fetch batches) and those downloading the
     # pages of fetch batches. More runnable threads cost CPU that extraction needs (on 2
     # cores, 32/16 used ~15% more CPU per entry than 16/8); raise them for slow sites.
     io_concurrency: int = 8
     fetch_threads: int = 16  # per io worker; on the fused path, per extraction process
-    fetch_batch: int = 16  # entries per fetch task (fused: per fetch-and-extract task)
+    fetch_batch: int = 16  # entries per fetch task (split path)
+    # Fused path: pages an extraction process keeps downloading ahead of the one it
+    # extracts (it takes more entries from the ingest queue when half are left). Enough
+    # to hide the servers' latency: 16 x ~30 ms of extraction covers ~250-500 ms.
+    fetch_ahead: int = 16
+    # Fused path: how long one task goes on taking entries before it finishes those in
+    # hand and ends (another task takes over); keeps its time limit under the visibility
+    # timeout.
+    ingest_pull_s: float = 30.0
     extract_batch: int = 8  # fetched pages per extraction task
     max_waiting_pages: int = 256  # fetched pages waiting for extraction; fetching pauses above
     extraction_time_limit_s: float = 30.0  # per page; past it the entry is dead-lettered
@@ -134,18 +141,21 @@ class Settings(BaseSettings):
         longest_task = max(
             self.task_time_limit_s,
             self.extraction_task_limits(self.extract_batch)["time_limit"],
-            self.ingest_task_limits(self.fetch_batch)["time_limit"]
-            if self.article_path == "fused"
-            else 0.0,
+            self.ingest_task_limits()["time_limit"] if self.article_path == "fused" else 0.0,
         )
         if self.visibility_timeout_s <= longest_task:
             raise ValueError(
                 "visibility_timeout_s must exceed task_time_limit_s, "
                 "extraction_time_limit_s x extract_batch + 20 s and, on the fused path, "
-                "fetch_deadline_s + extraction_time_limit_s x fetch_batch + 20 s (kombu#337)"
+                "ingest_pull_s + fetch_deadline_s + extraction_time_limit_s x "
+                "(fetch_ahead + 1) + 20 s (kombu#337)"
             )
-        if min(self.fetch_batch, self.extract_batch, self.fetch_threads) < 1:
-            raise ValueError("fetch_batch, extract_batch and fetch_threads must be at least 1")
+        if min(self.fetch_batch, self.extract_batch, self.fetch_threads, self.fetch_ahead) < 1:
+            raise ValueError(
+                "fetch_batch, extract_batch, fetch_threads and fetch_ahead must be at least 1"
+            )
+        if self.ingest_pull_s <= 0:
+            raise ValueError("ingest_pull_s must be positive (a fused task would take nothing)")
         if self.running_lease_s <= self.fetch_deadline_s:
             raise ValueError("running_lease_s must exceed fetch_deadline_s")
         return self
@@ -157,11 +167,13 @@ class Settings(BaseSettings):
         soft = self.extraction_time_limit_s * pages + 10
         return {"soft_time_limit": soft, "time_limit": soft + 10}
 
-    def ingest_task_limits(self, pages: int) -> dict[str, float]:
-        """Limits of one fused task (fetch and extract ``pages`` pages): the downloads run
-        side by side, each within the fetch deadline, the extractions one after another."""
-        limits = self.extraction_task_limits(pages)
-        return {name: seconds + self.fetch_deadline_s for name, seconds in limits.items()}
+    def ingest_task_limits(self) -> dict[str, float]:
+        """Limits of one fused task: it takes entries for ``ingest_pull_s``, then extracts
+        what it has in hand (at most ``fetch_ahead`` pages and the one under way), whose
+        downloads end within the fetch deadline."""
+        limits = self.extraction_task_limits(self.fetch_ahead + 1)
+        extra = self.ingest_pull_s + self.fetch_deadline_s
+        return {name: seconds + extra for name, seconds in limits.items()}
 
     @property
     def effective_user_agent(self) -> str:

@@ -69,6 +69,16 @@ class Keys:
         """ZSET entry id -> hand-over time: fetched pages waiting for extraction."""
         return f"{self.key_prefix}:handed"
 
+    @property
+    def ingest_queue(self) -> str:
+        """LIST of entry ids waiting for a fused task to fetch and extract them."""
+        return f"{self.key_prefix}:ingest:queue"
+
+    def ingest_taken(self, task_id: str) -> str:
+        """LIST: the entry ids one fused task took from the ingest queue (given back if
+        the task is delivered again: its process died with them)."""
+        return f"{self.key_prefix}:ingest:taken:{task_id}"
+
     def page(self, entry_id: str) -> str:
         """STRING: fetched page (compressed) handed from the fetch to the extract stage."""
         return f"{self.key_prefix}:page:{entry_id}"

@@ -100,6 +100,29 @@ class Ledger:
              page.html],
         )  # fmt: skip
 
+    def queue_for_ingest(self, entry_ids: list[str]) -> None:
+        """Queue entries for the fused article path (``take_for_ingest``)."""
+        if entry_ids:
+            self._client.rpush(self._keys.ingest_queue, *entry_ids)
+
+    def take_for_ingest(self, task_id: str, count: int) -> list[str]:
+        """Take up to ``count`` queued entries for the fused task ``task_id``."""
+        keys = [self._keys.ingest_queue, self._keys.ingest_taken(task_id)]
+        args = [count, int(self._leases.queued_s)]
+        return list(run_script(self._client, "take_for_ingest", keys, args))
+
+    def return_taken(self, task_id: str) -> list[str]:
+        """Put back at the head of the queue what an earlier delivery of ``task_id`` took."""
+        keys = [self._keys.ingest_queue, self._keys.ingest_taken(task_id)]
+        return list(run_script(self._client, "return_taken", keys, []))
+
+    def forget_taken(self, task_id: str) -> None:
+        """The fused task ended: each entry it took is done, deferred or handed over."""
+        self._client.delete(self._keys.ingest_taken(task_id))
+
+    def ingest_queued(self) -> int:
+        return int(self._client.llen(self._keys.ingest_queue))
+
     def pages_waiting(self) -> int:
         """Fetched pages waiting for extraction, deployment-wide (a hand-over older than
         the queued lease has expired with its page and no longer counts)."""

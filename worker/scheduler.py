@@ -51,7 +51,7 @@ def sweep(rt: Runtime) -> int:
     expired = rt.ledger.expired()
     fetched = {e for e in expired if rt.client.exists(rt.keys.page(e))}
     enqueue_extractions([e for e in expired if e in fetched], rt.settings)
-    enqueue_fetches([e for e in expired if e not in fetched], rt.settings)
+    enqueue_fetches(rt, [e for e in expired if e not in fetched])
     if expired:
         log.info("sweeper re-enqueued %d entries with expired leases", len(expired))
     return len(expired)

@@ -24,7 +24,10 @@ def collect_status(rt: Runtime) -> dict[str, Any]:
         "streams": {
             name: client.xlen(name) for name in (keys.articles, keys.duplicates, keys.deadletter)
         },
-        "queues": {q: _queue_length(rt, q) for q in queue_names(rt.settings)},
+        "queues": {
+            **{q: _queue_length(rt, q) for q in queue_names(rt.settings)},
+            keys.ingest_queue: rt.ledger.ingest_queued(),
+        },
         "inflight_entries": rt.ledger.inflight_count(),
         "feeds": {"total": len(feeds), **by_status},
         "processes": heartbeats,

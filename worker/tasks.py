@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
@@ -80,19 +82,35 @@ def chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def enqueue_fetches(entry_ids: list[str], settings: Settings | None = None) -> None:
-    """Queue the article work of entries that have no page yet, several entries per task
-    (a task costs ~2 ms of broker work): on the fused path to the extraction processes,
-    which fetch and extract; on the split path to the io workers, which fetch and hand
-    the pages over."""
-    settings = settings or runtime().settings
-    queues = queue_names(settings)
-    for batch in chunks(entry_ids, settings.fetch_batch):
-        if settings.article_path == "fused":
-            limits = settings.ingest_task_limits(len(batch))
-            ingest_pages.apply_async((batch,), queue=queues.extract, **limits)
-        else:
-            fetch_pages.apply_async((batch,), queue=queues.fetch)
+def enqueue_fetches(rt: Runtime, entry_ids: list[str]) -> None:
+    """Queue the article work of entries that have no page yet: on the fused path for
+    the extraction processes, which fetch and extract; on the split path to the io
+    workers, which fetch and hand the pages over (several entries per task: a task costs
+    ~2 ms of broker work)."""
+    if rt.settings.article_path == "fused":
+        queue_ingest(rt, entry_ids)
+        return
+    queue = queue_names(rt.settings).fetch
+    for batch in chunks(entry_ids, rt.settings.fetch_batch):
+        fetch_pages.apply_async((batch,), queue=queue)
+
+
+def queue_ingest(rt: Runtime, entry_ids: list[str]) -> None:
+    """Put entries on the ingest queue (Redis) and wake one fused task per ``fetch_ahead``
+    of them: a task takes them ``fetch_ahead`` at a time, as its downloads run low, so
+    that its next pages are on their way while it extracts (no idle wait between
+    batches, whatever the servers' latency)."""
+    rt.ledger.queue_for_ingest(entry_ids)
+    wake_ingest_tasks(rt, len(entry_ids))
+
+
+def wake_ingest_tasks(rt: Runtime, entries: int) -> None:
+    """Send the fused tasks for ``entries`` queued entries (none for none)."""
+    settings = rt.settings
+    limits = settings.ingest_task_limits()
+    queue = queue_names(settings).extract
+    for _ in range(-(-entries // settings.fetch_ahead)):
+        ingest_pages.apply_async(([],), queue=queue, **limits)
 
 
 def enqueue_extractions(entry_ids: list[str], settings: Settings | None = None) -> None:
@@ -107,14 +125,16 @@ def enqueue_extractions(entry_ids: list[str], settings: Settings | None = None) 
 @app.task(name="newswire.poll_feed")
 def poll_feed(feed_id: str, token: str) -> str:
     """Poll one claimed feed and enqueue the fetch of each new entry."""
-    return poll_feed_once(runtime(), feed_id, token, enqueue_fetches).status
+    rt = runtime()
+    return poll_feed_once(rt, feed_id, token, partial(enqueue_fetches, rt)).status
 
 
 @app.task(name="newswire.poll_feeds")
 def poll_feeds(claims: list[list[str]]) -> dict[str, int]:
     """Poll a batch of claimed feeds concurrently (one task per batch: less broker work)."""
     rt = runtime()
-    futures = [poll_pool().submit(poll_feed_once, rt, f, t, enqueue_fetches) for f, t in claims]
+    enqueue = partial(enqueue_fetches, rt)
+    futures = [poll_pool().submit(poll_feed_once, rt, f, t, enqueue) for f, t in claims]
     outcomes: Counter[str] = Counter()
     for (feed_id, _token), future in zip(claims, futures, strict=True):
         try:
@@ -278,19 +298,33 @@ def extract_pages(entry_ids: list[str]) -> dict[str, int]:
 
 class ArrivingPages:
     """The pages of one fused task, handed from the fetch threads to the task as they
-    arrive. Once the task lets go (nothing arrived for FETCH_PATIENCE_S: a slow or
-    polite host), each later page is handed over through Redis to any extraction
-    process, as on the split path: a slow download never holds an extraction process,
-    and no page is lost."""
+    arrive. The task takes entries from the ingest queue whenever fewer than half of
+    ``fetch_ahead`` pages are on their way or waiting, until its ``ingest_pull_s`` is
+    spent or the queue is empty. Once the task lets go (nothing arrived for
+    FETCH_PATIENCE_S: a slow or polite host), each later page is handed over through
+    Redis to any extraction process, as on the split path: a slow download never holds
+    an extraction process, and no page is lost."""
 
-    def __init__(self) -> None:
+    def __init__(self, rt: Runtime, task_id: str, pull_s: float) -> None:
+        self._rt = rt
+        self._task_id = task_id
+        self._pull_until = time.monotonic() + pull_s
         self._lock = threading.Lock()
         self._arrived: queue.SimpleQueue[tuple[str, pipeline.StageResult]] = queue.SimpleQueue()
         self._let_go = False
+        self.submitted = 0
+        self.taken = 0
         self.unclaimed: list[tuple[str, pipeline.StageResult]] = []  # arrived, not taken
 
-    def fetch(self, rt: Runtime, entry_id: str) -> None:
+    def add(self, entry_ids: list[str]) -> None:
+        """Start downloading these entries' pages."""
+        for entry_id in entry_ids:
+            fetch_pool().submit(self._fetch, entry_id)
+            self.submitted += 1
+
+    def _fetch(self, entry_id: str) -> None:
         """Run the fetch stage (in a fetch thread) and deliver what came of it."""
+        rt = self._rt
         try:
             result = pipeline.fetch_stage(rt, entry_id, hand_over=False)
         except Exception:
@@ -303,20 +337,37 @@ class ArrivingPages:
         if result.fetched is not None:
             _hand_over(rt, entry_id, result.fetched)
 
-    def arrivals(self, count: int, patience_s: float) -> Iterator[tuple[str, pipeline.StageResult]]:
-        """Up to ``count`` fetch results as they arrive, until one keeps us waiting over
-        ``patience_s``; then those that arrived meanwhile."""
-        for _ in range(count):
+    def _top_up(self) -> None:
+        ahead = self.submitted - self.taken
+        wanted = self._rt.settings.fetch_ahead
+        if ahead > wanted // 2 or time.monotonic() >= self._pull_until:
+            return
+        entry_ids = self._rt.ledger.take_for_ingest(self._task_id, wanted - ahead)
+        if not entry_ids:
+            self._pull_until = 0.0  # the queue is empty: new entries come with their tasks
+        self.add(entry_ids)
+
+    def arrivals(self, patience_s: float) -> Iterator[tuple[str, pipeline.StageResult]]:
+        """Fetch results as they arrive, until none is on its way or one keeps us waiting
+        over ``patience_s``; then those that arrived meanwhile."""
+        while True:
+            self._top_up()
+            if self.taken == self.submitted:
+                break
             try:
-                yield self._arrived.get(timeout=patience_s)
+                arrival = self._arrived.get(timeout=patience_s)
             except queue.Empty:
                 break
+            self.taken += 1
+            yield arrival
         self.let_go()
         while self.unclaimed:
+            self.taken += 1
             yield self.unclaimed.pop(0)
 
     def let_go(self) -> None:
         """Take no more pages; what arrived before waits in ``unclaimed``."""
+        self._pull_until = 0.0
         with self._lock:
             self._let_go = True
         while not self._arrived.empty():
@@ -328,22 +379,25 @@ def _hand_over(rt: Runtime, entry_id: str, fetched: pipeline.Fetched) -> None:
     enqueue_extractions([entry_id], rt.settings)
 
 
-@app.task(name="newswire.ingest_pages")
-def ingest_pages(entry_ids: list[str]) -> dict[str, int]:
-    """The fused article path: download the batch's pages in this process's fetch threads
-    and extract each here, in the main thread (trafilatura is not thread-safe; the
-    per-page time limit is a signal), as soon as it arrives: downloads overlap
-    extraction, and no page crosses a process boundary or Redis. Pages that keep the
-    task waiting go the split path's way (``ArrivingPages``)."""
+@app.task(name="newswire.ingest_pages", bind=True)
+def ingest_pages(self: Task, entry_ids: list[str]) -> dict[str, int]:
+    """The fused article path: download pages in this process's fetch threads and extract
+    each here, in the main thread (trafilatura is not thread-safe; the per-page time
+    limit is a signal), as soon as it arrives: downloads overlap extraction, and no page
+    crosses a process boundary or Redis. The pages are those of ``entry_ids`` and of the
+    entries the task takes from the ingest queue as it goes (``ArrivingPages``)."""
     rt = runtime()
-    pages = ArrivingPages()
-    for entry_id in entry_ids:
-        fetch_pool().submit(pages.fetch, rt, entry_id)
+    task_id = self.request.id or uuid.uuid4().hex
+    # Delivered before, to a process that died? What it took goes back to the queue's
+    # head; this task takes the first of them, new tasks the rest.
+    wake_ingest_tasks(rt, len(rt.ledger.return_taken(task_id)) - rt.settings.fetch_ahead)
+    pages = ArrivingPages(rt, task_id, rt.settings.ingest_pull_s)
+    pages.add(entry_ids)
     done = Extractions()
-    taken, current = 0, ""
+    current = ""
     try:
-        for entry_id, result in pages.arrivals(len(entry_ids), FETCH_PATIENCE_S):
-            taken, current = taken + 1, entry_id
+        for entry_id, result in pages.arrivals(FETCH_PATIENCE_S):
+            current = entry_id
             if result.fetched is None:
                 done.outcomes[result.next] += 1
             else:
@@ -356,6 +410,7 @@ def ingest_pages(entry_ids: list[str]) -> dict[str, int]:
         for entry_id, result in pages.unclaimed:
             if result.fetched is not None:
                 _hand_over(rt, entry_id, result.fetched)
-    if taken < len(entry_ids):
-        done.outcomes["handed_over"] += len(entry_ids) - taken
+    rt.ledger.forget_taken(task_id)
+    if pages.taken < pages.submitted:
+        done.outcomes["handed_over"] += pages.submitted - pages.taken
     return done.finish(rt)

@@ -1,0 +1,78 @@
+"""The fused article path's ingest queue: tasks take entries as their downloads run low,
+and a task delivered again gives back what its dead predecessor had taken."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.servers.newsroom import Newsroom, Route
+from tests.support import article_html, articles_of, deployment, drain, feed_polled, rss, story
+from worker.celery_app import queue_names
+from worker.config import Settings
+from worker.dedup.canonical import url_id
+from worker.model import FeedEntry
+from worker.replay import request_poll
+from worker.runtime import Runtime
+from worker.tasks import ingest_pages
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
+
+
+def _pages(newsroom: Newsroom, name: str, count: int, delay_s: float) -> list[str]:
+    links = []
+    for i in range(count):
+        body = article_html(f"{name} {i}", story(f"{name}-{i}-{time.time()}"))
+        links.append(newsroom.add(f"/{name}/{i}.html", Route(body=body, delay_s=delay_s)))
+    return links
+
+
+def _leftovers(rt: Runtime) -> tuple[int, list[str]]:
+    """Entries still queued, and the taken lists of tasks that have not ended."""
+    taken = list(rt.client.scan_iter(match=rt.keys.ingest_taken("*")))
+    return rt.ledger.ingest_queued(), taken
+
+
+def test_fused_tasks_take_entries_a_few_at_a_time_and_publish_each_once(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    """Twelve slow pages, four ahead at most: every page fetched once and published once,
+    never more than ``fetch_ahead`` downloads at a time, nothing left queued or taken."""
+    links = _pages(newsroom, "ahead", 12, delay_s=0.3)
+    items = [{"title": f"ahead {i}", "link": link} for i, link in enumerate(links)]
+    feed = newsroom.add("/ahead/feed.xml", body=rss(items), content_type="application/rss+xml")
+    with deployment(settings, settings.redis_url or "", article_path="fused", fetch_ahead=4) as (
+        rt,
+        _procs,
+    ):
+        record = rt.registry.add(feed)
+        request_poll(rt, record.feed_id)
+        feed_polled(rt, record.feed_id)
+        drain(rt, timeout=60)
+        assert sorted(m["url"] for m in articles_of(rt, feed)) == sorted(links)
+        assert all(newsroom.count(f"/ahead/{i}.html") == 1 for i in range(12))
+        assert 2 <= newsroom.max_in_flight <= 4  # downloads overlap, bounded by fetch_ahead
+        assert _leftovers(rt) == (0, [])
+
+
+def test_task_delivered_again_gives_back_what_its_lost_delivery_took(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    """A fused task's process died after taking entries from the queue (kill -9: Celery
+    delivers the task again, with the same id). The new delivery puts them back on the
+    queue and takes them again: each is fetched and published once."""
+    links = _pages(newsroom, "lost", 3, delay_s=0.0)
+    feed_url = newsroom.url("/lost/feed.xml")  # never polled: the entries are claimed here
+    with deployment(settings, settings.redis_url or "", article_path="fused") as (rt, _procs):
+        feed = rt.registry.add(feed_url)
+        entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links]
+        rt.ledger.queue_for_ingest(rt.ledger.claim(feed.feed_id, entries))
+        assert len(rt.ledger.take_for_ingest("lost-delivery", 10)) == 3  # ... and died
+        assert _leftovers(rt) == (0, [rt.keys.ingest_taken("lost-delivery")])
+        extract_queue = queue_names(rt.settings).extract
+        ingest_pages.apply_async(([],), task_id="lost-delivery", queue=extract_queue)
+        drain(rt, timeout=20)  # at once, not when their leases run out (30 s here)
+        assert sorted(m["url"] for m in articles_of(rt, feed_url)) == sorted(links)
+        assert all(newsroom.count(f"/lost/{i}.html") == 1 for i in range(3))
+        assert _leftovers(rt) == (0, [])
