@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,3 +48,21 @@ def test_signature_encoding_and_bands() -> None:
     assert from_hex(minhash_hex(signature)) == signature
     assert len(minhash_hex(signature)) == 128
     assert len(bands(signature)) == 16
+
+
+def _reference_minhash(normalized: str) -> tuple[int, ...]:
+    """The signature as first defined (one blake2b-512 per distinct word 3-shingle, the
+    column minima of its 32 16-bit values): indexed signatures must never change."""
+    tokens = normalized.split(" ")
+    count = max(len(tokens) - 3 + 1, 1)
+    shingles = {" ".join(tokens[i : i + 3]) for i in range(count)}
+    digests = [hashlib.blake2b(s.encode(), digest_size=64).digest() for s in shingles]
+    return tuple(
+        min(int.from_bytes(d[2 * i : 2 * i + 2], "little") for d in digests) for i in range(32)
+    )
+
+
+@given(st.lists(st.text(alphabet="abcdé日", min_size=1, max_size=4), min_size=0, max_size=40))
+def test_signature_is_the_one_indexed_signatures_were_made_with(tokens: list[str]) -> None:
+    text = " ".join(tokens)
+    assert minhash(text) == _reference_minhash(normalize_text(text))

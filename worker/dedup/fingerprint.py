@@ -50,10 +50,13 @@ def _content_hash(normalized: str) -> str:
 
 
 def _minhash(normalized: str) -> tuple[int, ...]:
-    tokens = normalized.split(" ")
-    count = max(len(tokens) - SHINGLE + 1, 1)
-    shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(count)}
-    digests = b"".join([hashlib.blake2b(s.encode(), digest_size=64).digest() for s in shingles])
+    tokens = normalized.encode().split(b" ")  # bytes: one encode, not one per shingle
+    if len(tokens) < SHINGLE:
+        shingles = {b" ".join(tokens)}
+    else:
+        shingles = set(map(b" ".join, zip(*(tokens[i:] for i in range(SHINGLE)), strict=False)))
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(s, digest_size=64).digest() for s in shingles])
     # one 64-byte digest per shingle = 32 values of 16 bits; the column minima are the
     # signature (numpy: the minimum over ~600 rows in Python costs three times as much)
     rows = np.frombuffer(digests, dtype="<u2").reshape(-1, SIGNATURE_SIZE)
