@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     # hand each page over through Redis to the extraction processes: ~2.5 ms more CPU an
     # entry (README, Benchmarks), but downloads never share a process with trafilatura.
     # Feeds are polled by io workers either way.
-    article_path: Literal["fused", "split"] = "split"
+    article_path: Literal["fused", "split"] = "fused"
     # Threads of an io worker: Celery's (poll and fetch batches) and those downloading the
     # pages of fetch batches. More runnable threads cost CPU that extraction needs (on 2
     # cores, 32/16 used ~15% more CPU per entry than 16/8); raise them for slow sites.

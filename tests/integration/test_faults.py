@@ -35,33 +35,34 @@ from worker.service import WorkerProcesses, WorkerSpec
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
 
 
-def test_killed_extraction_child_is_redelivered_and_published_once(
+def test_killed_extraction_child_is_fetched_again_and_published_once(
     rt: Runtime, newsroom: Newsroom, workers: WorkerProcesses
 ) -> None:
-    """The split path (the session's workers): the page waits in Redis, so the
-    redelivered extraction finds it there and the page is not fetched again."""
-    big, feed, entry_id = _big_page(rt, newsroom, "splitkill")
-    assert wait_until(lambda: rt.ledger.state(entry_id).get("state") == "extract", 30)
+    """The fused path (the session's workers): the child that fetched the page dies with
+    it; its task comes back (acks_late) and gives back the entries it had taken, and the
+    page is fetched and extracted again."""
+    big, feed, entry_id = _big_page(rt, newsroom, "fusedkill")
+    assert wait_until(lambda: newsroom.count("/fusedkill/big.html") == 1, 30)
     _kill_pool_children(workers)
     drain(rt, timeout=90)
     _assert_published_once(rt, feed, big, entry_id)
-    assert int(rt.ledger.state(entry_id)["attempts_extract"]) >= 2
-    assert newsroom.count("/splitkill/big.html") == 1  # the page was not fetched again
+    assert int(rt.ledger.state(entry_id)["attempts_fetch"]) >= 2
+    assert newsroom.count("/fusedkill/big.html") >= 2  # the page died with the child
 
 
-def test_killed_extraction_child_on_fused_path_is_fetched_again_and_published_once(
+def test_killed_extraction_child_on_split_path_is_redelivered_and_published_once(
     settings: Settings, newsroom: Newsroom
 ) -> None:
-    """The fused path: the child that fetched the page dies with it; the task comes back
-    (acks_late), and the page is fetched and extracted again."""
-    with deployment(settings, settings.redis_url or "", article_path="fused") as (rt, procs):
-        big, feed, entry_id = _big_page(rt, newsroom, "fusedkill")
-        assert wait_until(lambda: newsroom.count("/fusedkill/big.html") == 1, 30)
+    """The split path: the page waits in Redis, so the redelivered extraction finds it
+    there and the page is not fetched again."""
+    with deployment(settings, settings.redis_url or "", article_path="split") as (rt, procs):
+        big, feed, entry_id = _big_page(rt, newsroom, "splitkill")
+        assert wait_until(lambda: rt.ledger.state(entry_id).get("state") == "extract", 30)
         _kill_pool_children(procs)
         drain(rt, timeout=90)
         _assert_published_once(rt, feed, big, entry_id)
-        assert int(rt.ledger.state(entry_id)["attempts_fetch"]) >= 2
-        assert newsroom.count("/fusedkill/big.html") >= 2  # the page died with the child
+        assert int(rt.ledger.state(entry_id)["attempts_extract"]) >= 2
+        assert newsroom.count("/splitkill/big.html") == 1  # the page was not fetched again
 
 
 def _big_page(rt: Runtime, newsroom: Newsroom, name: str) -> tuple[str, str, str]:
