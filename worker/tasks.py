@@ -35,6 +35,9 @@ EXTRACT_FLUSH_S = 0.25  # fetched pages wait at most this long for their group t
 # A fused task waits this long for its next page, then leaves the pages still downloading
 # to be handed over through Redis (a slow or polite host must not hold a CPU process).
 FETCH_PATIENCE_S = 1.0
+# A fused task that finds its process's fetch threads all taken (by downloads it let go)
+# ends and asks for a new task this much later, so the process can extract meanwhile.
+WAKE_AGAIN_S = 1.0
 # A fetch batch waits this long for room in the hand-off, then steps back for about
 # ROOM_POSTPONE_S (the sweeper re-enqueues it). Both well under the visibility timeout.
 ROOM_WAIT_S = 60.0
@@ -57,11 +60,31 @@ def use_runtime(rt: Runtime) -> None:
     _runtime[0] = rt
 
 
+class RunningFetches:
+    """Downloads submitted to this process's fetch threads and not yet ended."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._count += count
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+
+_running_fetches = [RunningFetches()]
+
+
 @worker_process_init.connect
 def _reset_after_fork(**_: Any) -> None:
     _runtime[0] = None  # sockets inherited from the parent must not be shared
     _poll_pool[0] = None
     _fetch_pool[0] = None
+    _running_fetches[0] = RunningFetches()
 
 
 def poll_pool() -> ThreadPoolExecutor:
@@ -104,13 +127,13 @@ def queue_ingest(rt: Runtime, entry_ids: list[str]) -> None:
     wake_ingest_tasks(rt, len(entry_ids))
 
 
-def wake_ingest_tasks(rt: Runtime, entries: int) -> None:
+def wake_ingest_tasks(rt: Runtime, entries: int, countdown: float | None = None) -> None:
     """Send the fused tasks for ``entries`` queued entries (none for none)."""
     settings = rt.settings
     limits = settings.ingest_task_limits()
     queue = queue_names(settings).extract
     for _ in range(-(-entries // settings.fetch_ahead)):
-        ingest_pages.apply_async(([],), queue=queue, **limits)
+        ingest_pages.apply_async(([],), queue=queue, countdown=countdown, **limits)
 
 
 def enqueue_extractions(entry_ids: list[str], settings: Settings | None = None) -> None:
@@ -300,7 +323,8 @@ class ArrivingPages:
     """The pages of one fused task, handed from the fetch threads to the task as they
     arrive. The task takes entries from the ingest queue whenever fewer than half of
     ``fetch_ahead`` pages are on their way or waiting, until its ``ingest_pull_s`` is
-    spent or the queue is empty. Once the task lets go (nothing arrived for
+    spent or the queue is empty, and never more than the process has fetch threads
+    free (``starved``: it found none). Once the task lets go (nothing arrived for
     FETCH_PATIENCE_S: a slow or polite host), each later page is handed over through
     Redis to any extraction process, as on the split path: a slow download never holds
     an extraction process, and no page is lost."""
@@ -314,15 +338,18 @@ class ArrivingPages:
         self._let_go = False
         self.submitted = 0
         self.taken = 0
+        self.starved = False
         self.unclaimed: list[tuple[str, pipeline.StageResult]] = []  # arrived, not taken
 
     def add(self, entry_ids: list[str]) -> None:
         """Start downloading these entries' pages."""
+        running = _running_fetches[0]
         for entry_id in entry_ids:
-            fetch_pool().submit(self._fetch, entry_id)
+            running.add(1)
+            fetch_pool().submit(self._fetch, running, entry_id)
             self.submitted += 1
 
-    def _fetch(self, entry_id: str) -> None:
+    def _fetch(self, running: RunningFetches, entry_id: str) -> None:
         """Run the fetch stage (in a fetch thread) and deliver what came of it."""
         rt = self._rt
         try:
@@ -330,6 +357,8 @@ class ArrivingPages:
         except Exception:
             log.exception("fetch of entry %s crashed", entry_id)  # its lease brings it back
             result = pipeline.StageResult("crashed")
+        finally:
+            running.add(-1)
         with self._lock:
             if not self._let_go:
                 self._arrived.put((entry_id, result))
@@ -338,11 +367,18 @@ class ArrivingPages:
             _hand_over(rt, entry_id, result.fetched)
 
     def _top_up(self) -> None:
+        settings = self._rt.settings
         ahead = self.submitted - self.taken
-        wanted = self._rt.settings.fetch_ahead
-        if ahead > wanted // 2 or time.monotonic() >= self._pull_until:
+        if ahead > settings.fetch_ahead // 2 or time.monotonic() >= self._pull_until:
             return
-        entry_ids = self._rt.ledger.take_for_ingest(self._task_id, wanted - ahead)
+        # Downloads this task let go of (a polite host's) may hold the threads: taking
+        # more would only queue them behind those, unstarted, their leases running.
+        free = settings.fetch_threads - _running_fetches[0].count
+        count = min(settings.fetch_ahead - ahead, free)
+        self.starved = count <= 0 and ahead == 0
+        if count <= 0:
+            return
+        entry_ids = self._rt.ledger.take_for_ingest(self._task_id, count)
         if not entry_ids:
             self._pull_until = 0.0  # the queue is empty: new entries come with their tasks
         self.add(entry_ids)
@@ -411,6 +447,8 @@ def ingest_pages(self: Task, entry_ids: list[str]) -> dict[str, int]:
             if result.fetched is not None:
                 _hand_over(rt, entry_id, result.fetched)
     rt.ledger.forget_taken(task_id)
+    if pages.starved:  # this task's wake-up is spent: another comes when threads may be free
+        wake_ingest_tasks(rt, min(rt.ledger.ingest_queued(), 1), countdown=WAKE_AGAIN_S)
     if pages.taken < pages.submitted:
         done.outcomes["handed_over"] += pages.submitted - pages.taken
     return done.finish(rt)

@@ -9,13 +9,14 @@ import pytest
 
 from tests.servers.newsroom import Newsroom, Route
 from tests.support import article_html, articles_of, deployment, drain, feed_polled, rss, story
+from worker import tasks
 from worker.celery_app import queue_names
 from worker.config import Settings
 from worker.dedup.canonical import url_id
 from worker.model import FeedEntry
 from worker.replay import request_poll
 from worker.runtime import Runtime
-from worker.tasks import ingest_pages
+from worker.tasks import ArrivingPages, ingest_pages
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
 
@@ -76,3 +77,25 @@ def test_task_delivered_again_gives_back_what_its_lost_delivery_took(
         assert sorted(m["url"] for m in articles_of(rt, feed_url)) == sorted(links)
         assert all(newsroom.count(f"/lost/{i}.html") == 1 for i in range(3))
         assert _leftovers(rt) == (0, [])
+
+
+def test_a_task_takes_no_entries_while_its_process_has_no_fetch_thread_free(
+    rt: Runtime,
+) -> None:
+    """Downloads a task let go of (a polite host's) may hold every fetch thread of the
+    process: the next task leaves the queue alone (its entries would wait unstarted
+    behind them, leases running) and says so, to be woken again later."""
+    entry_ids = [f"nothing-{i}-{time.time()}" for i in range(3)]  # 'missing' in the ledger
+    rt.ledger.queue_for_ingest(entry_ids)
+    running = tasks._running_fetches[0]
+    running.add(rt.settings.fetch_threads)
+    try:
+        starved = ArrivingPages(rt, "starved-task", pull_s=5.0)
+        assert list(starved.arrivals(patience_s=0.5)) == []
+        assert starved.starved and rt.ledger.ingest_queued() == 3
+    finally:
+        running.add(-rt.settings.fetch_threads)
+    fed = ArrivingPages(rt, "fed-task", pull_s=5.0)
+    assert sorted(entry for entry, _ in fed.arrivals(patience_s=5.0)) == sorted(entry_ids)
+    assert not fed.starved and rt.ledger.ingest_queued() == 0
+    rt.ledger.forget_taken("fed-task")
