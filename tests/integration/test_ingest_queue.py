@@ -3,6 +3,7 @@ and a task delivered again gives back what its dead predecessor had taken."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -99,3 +100,26 @@ def test_a_task_takes_no_entries_while_its_process_has_no_fetch_thread_free(
     assert sorted(entry for entry, _ in fed.arrivals(patience_s=5.0)) == sorted(entry_ids)
     assert not fed.starved and rt.ledger.ingest_queued() == 0
     rt.ledger.forget_taken("fed-task")
+
+
+def test_a_polite_host_is_paced_and_every_page_published_once(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    """One host, one request at a time, 0.5 s between starts: the fused tasks let go of
+    the pages that keep them waiting, threads give up on slots after 1 s and the entries
+    come back later; every page is fetched once, published once, and the pace holds."""
+    links = _pages(newsroom, "polite", 8, delay_s=0.0)
+    items = [{"title": f"polite {i}", "link": link} for i, link in enumerate(links)]
+    feed = newsroom.add("/polite/feed.xml", body=rss(items), content_type="application/rss+xml")
+    polite = {"host_concurrency": 1, "host_delay_s": 0.5, "host_wait_s": 1.0}
+    with deployment(settings, settings.redis_url or "", **polite) as (rt, _procs):
+        record = rt.registry.add(feed)
+        request_poll(rt, record.feed_id)
+        feed_polled(rt, record.feed_id)
+        drain(rt, timeout=90)
+        assert sorted(m["url"] for m in articles_of(rt, feed)) == sorted(links)
+        assert all(newsroom.count(f"/polite/{i}.html") == 1 for i in range(8))
+        hits = [hit for i in range(8) for hit in newsroom.requests_to(f"/polite/{i}.html")]
+        starts = sorted(hit.at for hit in hits)
+        assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.45
+        assert _leftovers(rt) == (0, [])
