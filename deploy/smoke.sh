@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the container deployment, run by hand (not in CI): build the image, bring
 # deploy/compose.yaml up with podman-compose, and watch the seed article flow through it:
-#   replay (in the io worker's container) -> io worker polls the fixture feed and fetches
-#   the page -> cpu worker extracts, dedups, publishes -> `consume` in a fresh container.
+#   replay (in the io worker's container, its fixture server reachable as worker-io) ->
+#   io worker polls the fixture feed -> cpu worker fetches the page, extracts, dedups,
+#   publishes -> `consume` in a fresh container.
 # Then `down`, timings, and a non-zero exit on any failure (the stack is removed anyway).
 #
 # Needs root, podman (+ runc), debootstrap, a Debian mirror and PyPI; no container registry:
@@ -249,11 +250,13 @@ step_done
 # --- 4. the seed article through the stack ---------------------------------------------
 
 step "replay the seed (newswire replay --json, in the worker-io container)"
-# The fixture server listens on the loopback of the container replay runs in, so replay
-# runs where the io worker runs: that worker polls the feed and fetches the page from its
-# own loopback; the cpu worker (another container) extracts it from Redis and publishes.
+# The fixture server runs in the container replay runs in; the io worker polls its feed
+# and the cpu worker (another container) downloads the page, so it listens on the
+# container network and names itself by the compose service (the origin is allowed for
+# the replay, private address or not).
 io_cid=$(container_of worker-io)
 if ! podman exec "$io_cid" newswire replay --json --timeout 90 \
+    --listen 0.0.0.0 --advertise worker-io \
     >"$WORK/replay.json" 2>"$WORK/replay.log"; then
     tail -n 30 "$WORK/replay.log" | sed 's/^/   | /' >&2
     cat "$WORK/replay.json" >&2

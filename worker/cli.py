@@ -112,14 +112,28 @@ def scheduler(settings: Settings) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path), default=Path("seeds"))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--timeout", type=float, default=120.0, show_default=True)
+@click.option(
+    "--listen",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the fixture server listens on (0.0.0.0: workers in other containers).",
+)
+@click.option(
+    "--advertise",
+    default="",
+    help="Host name the feed and pages are served under (default: the --listen address).",
+)
 @click.pass_obj
-def replay(settings: Settings, path: Path, as_json: bool, timeout: float) -> None:
-    """Replay seed documents through the real pipeline (offline, loopback only)."""
+def replay(
+    settings: Settings, path: Path, as_json: bool, timeout: float, listen: str, advertise: str
+) -> None:
+    """Replay seed documents through the real pipeline (offline: the fixture server runs
+    here; by default on loopback, so the workers must run on this machine)."""
     from worker.replay import replay as run_replay
     from worker.workerproc import workers_for
 
     with runtime_for(settings) as (rt, _handle), workers_for(rt):
-        summary = run_replay(rt, path, timeout)
+        summary = run_replay(rt, path, timeout, listen, advertise)
     if as_json:
         click.echo(summary.as_json())
     else:

@@ -88,11 +88,14 @@ def load_seeds(path: Path) -> list[Seed]:
 
 
 class FixtureServer:
-    """A loopback HTTP server serving the seeds as one RSS feed plus article pages."""
+    """An HTTP server serving the seeds as one RSS feed plus article pages: on loopback,
+    or on ``listen`` and named ``advertise`` in its URLs, for workers in other
+    containers (the poll and the page downloads may run in different ones)."""
 
-    def __init__(self, seeds: list[Seed]) -> None:
+    def __init__(self, seeds: list[Seed], listen: str = "127.0.0.1", advertise: str = "") -> None:
         self.seeds = seeds
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.host = advertise or listen
+        self._httpd = ThreadingHTTPServer((listen, 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -102,10 +105,10 @@ class FixtureServer:
 
     @property
     def feed_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/seeds/feed.xml"
+        return f"http://{self.host}:{self.port}/seeds/feed.xml"
 
     def article_url(self, seed: Seed) -> str:
-        return f"http://127.0.0.1:{self.port}/seeds/{seed.name}.html"
+        return f"http://{self.host}:{self.port}/seeds/{seed.name}.html"
 
     def routes(self) -> dict[str, tuple[str, bytes]]:
         pages = {
@@ -188,12 +191,19 @@ def request_poll(rt: Runtime, feed_id: str) -> None:
     poll_feed.apply_async((feed_id, token), queue=queue_names(rt.settings).poll)
 
 
-def replay(rt: Runtime, path: Path = DEFAULT_SEEDS, timeout_s: float = 120.0) -> ReplaySummary:
-    """Serve the seeds on loopback, run them through the workers, and report outcomes."""
+def replay(
+    rt: Runtime,
+    path: Path = DEFAULT_SEEDS,
+    timeout_s: float = 120.0,
+    listen: str = "127.0.0.1",
+    advertise: str = "",
+) -> ReplaySummary:
+    """Serve the seeds (on loopback unless told otherwise), run them through the
+    workers, and report outcomes."""
     seeds = load_seeds(path)
     started = time.monotonic()
-    with FixtureServer(seeds) as server:
-        rt.allow_origin("127.0.0.1", server.port)
+    with FixtureServer(seeds, listen, advertise) as server:
+        rt.allow_origin(server.host, server.port)
         feed = rt.registry.add(server.feed_url, tags=["newswire-seed"])
         try:
             entry_ids = {url_id(server.article_url(s)): server.article_url(s) for s in seeds}

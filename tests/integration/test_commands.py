@@ -66,6 +66,15 @@ def test_replay_twice_publishes_once(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     summary = json.loads(second.stdout)
     assert (summary["published"], summary["duplicates"]) == (0, 1)
+    # Served under another name (as for workers in other containers): another URL, the
+    # same text, so an exact duplicate again.
+    third = newswire(
+        tmp_path, "replay", "--json", "--listen", "127.0.0.1", "--advertise", "localhost"
+    )
+    assert third.returncode == 0, third.stderr
+    summary = json.loads(third.stdout)
+    assert (summary["published"], summary["duplicates"]) == (0, 1)
+    assert summary["entries"][0]["url"].startswith("http://localhost:")
     [article] = consumed(tmp_path)
     validate_message(article)
     assert token_f1(str(article["text"]), SEED.read_text()) >= 0.95
