@@ -30,6 +30,21 @@ def _pages(newsroom: Newsroom, name: str, count: int, delay_s: float) -> list[st
     return links
 
 
+def _feed(newsroom: Newsroom, name: str, count: int, delay_s: float) -> tuple[str, list[str]]:
+    """A feed of ``count`` pages, each answered after ``delay_s``: (feed URL, page URLs)."""
+    links = _pages(newsroom, name, count, delay_s)
+    items = [{"title": f"{name} {i}", "link": link} for i, link in enumerate(links)]
+    feed = newsroom.add(f"/{name}/feed.xml", body=rss(items), content_type="application/rss+xml")
+    return feed, links
+
+
+def _poll_and_drain(rt: Runtime, feed: str, timeout: float) -> None:
+    record = rt.registry.add(feed)
+    request_poll(rt, record.feed_id)
+    feed_polled(rt, record.feed_id)
+    drain(rt, timeout=timeout)
+
+
 def _leftovers(rt: Runtime) -> tuple[int, list[str]]:
     """Entries still queued, and the taken lists of tasks that have not ended."""
     taken = list(rt.client.scan_iter(match=rt.keys.ingest_taken("*")))
@@ -41,17 +56,10 @@ def test_fused_tasks_take_entries_a_few_at_a_time_and_publish_each_once(
 ) -> None:
     """Twelve slow pages, four ahead at most: every page fetched once and published once,
     never more than ``fetch_ahead`` downloads at a time, nothing left queued or taken."""
-    links = _pages(newsroom, "ahead", 12, delay_s=0.3)
-    items = [{"title": f"ahead {i}", "link": link} for i, link in enumerate(links)]
-    feed = newsroom.add("/ahead/feed.xml", body=rss(items), content_type="application/rss+xml")
-    with deployment(settings, settings.redis_url or "", article_path="fused", fetch_ahead=4) as (
-        rt,
-        _procs,
-    ):
-        record = rt.registry.add(feed)
-        request_poll(rt, record.feed_id)
-        feed_polled(rt, record.feed_id)
-        drain(rt, timeout=60)
+    feed, links = _feed(newsroom, "ahead", 12, delay_s=0.3)
+    fused = {"article_path": "fused", "fetch_ahead": 4}
+    with deployment(settings, settings.redis_url or "", **fused) as (rt, _procs):
+        _poll_and_drain(rt, feed, timeout=60)
         assert sorted(m["url"] for m in articles_of(rt, feed)) == sorted(links)
         assert all(newsroom.count(f"/ahead/{i}.html") == 1 for i in range(12))
         assert 2 <= newsroom.max_in_flight <= 4  # downloads overlap, bounded by fetch_ahead
@@ -108,15 +116,10 @@ def test_a_polite_host_is_paced_and_every_page_published_once(
     """One host, one request at a time, 0.5 s between starts: the fused tasks let go of
     the pages that keep them waiting, threads give up on slots after 1 s and the entries
     come back later; every page is fetched once, published once, and the pace holds."""
-    links = _pages(newsroom, "polite", 8, delay_s=0.0)
-    items = [{"title": f"polite {i}", "link": link} for i, link in enumerate(links)]
-    feed = newsroom.add("/polite/feed.xml", body=rss(items), content_type="application/rss+xml")
+    feed, links = _feed(newsroom, "polite", 8, delay_s=0.0)
     polite = {"host_concurrency": 1, "host_delay_s": 0.5, "host_wait_s": 1.0}
     with deployment(settings, settings.redis_url or "", **polite) as (rt, _procs):
-        record = rt.registry.add(feed)
-        request_poll(rt, record.feed_id)
-        feed_polled(rt, record.feed_id)
-        drain(rt, timeout=90)
+        _poll_and_drain(rt, feed, timeout=90)
         assert sorted(m["url"] for m in articles_of(rt, feed)) == sorted(links)
         assert all(newsroom.count(f"/polite/{i}.html") == 1 for i in range(8))
         hits = [hit for i in range(8) for hit in newsroom.requests_to(f"/polite/{i}.html")]
