@@ -130,7 +130,7 @@ class FixtureServer:
             )
         return (
             '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-            "<title>newswire seeds</title><link>http://127.0.0.1/</link>"
+            f"<title>newswire seeds</title><link>http://{self.host}:{self.port}/</link>"
             f"<description>replay fixture</description>{''.join(items)}</channel></rss>"
         ).encode()
 

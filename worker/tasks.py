@@ -409,6 +409,14 @@ class ArrivingPages:
         while not self._arrived.empty():
             self.unclaimed.append(self._arrived.get())
 
+    def hand_over_rest(self) -> None:
+        """The task must stop: hand over what arrived and was not taken, and (as they
+        arrive) the pages still downloading."""
+        self.let_go()
+        for entry_id, result in self.unclaimed:
+            if result.fetched is not None:
+                _hand_over(self._rt, entry_id, result.fetched)
+
 
 def _hand_over(rt: Runtime, entry_id: str, fetched: pipeline.Fetched) -> None:
     rt.ledger.hand_over(entry_id, fetched.page)
@@ -442,10 +450,7 @@ def ingest_pages(self: Task, entry_ids: list[str]) -> dict[str, int]:
     except SoftTimeLimitExceeded:
         if current:
             done.cut_short(rt, current)
-        pages.let_go()  # the pages still downloading are handed over as they arrive
-        for entry_id, result in pages.unclaimed:
-            if result.fetched is not None:
-                _hand_over(rt, entry_id, result.fetched)
+        pages.hand_over_rest()
     rt.ledger.forget_taken(task_id)
     if pages.starved:  # this task's wake-up is spent: another comes when threads may be free
         wake_ingest_tasks(rt, min(rt.ledger.ingest_queued(), 1), countdown=WAKE_AGAIN_S)
