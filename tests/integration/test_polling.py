@@ -17,11 +17,13 @@ from tests.servers.newsroom import Newsroom, Route, hang
 from tests.support import article_html, articles_of, drain, feed_polled, messages, rss, story
 from worker.config import Settings
 from worker.dedup.canonical import url_id
+from worker.errors import HostBusy
 from worker.feeds.opml import parse_opml, to_opml
 from worker.feeds.parse import parse_feed
 from worker.fetch.client import Fetcher
 from worker.fetch.limits import FetchLimits
 from worker.fetch.politeness import HostGate, Politeness
+from worker.fetch.robots import Robots
 from worker.replay import request_poll
 from worker.runtime import Runtime
 from worker.scheduler import run_scheduler
@@ -330,6 +332,25 @@ def test_robots_txt_is_honoured_for_articles(rt: Runtime, newsroom: Newsroom) ->
     assert newsroom.count("/private/a.html") == 0
     [dead] = [m for _s, m in messages(rt, rt.keys.deadletter) if m["url"] == blocked]
     assert dead["reason"] == "robots_disallowed"
+
+
+def test_robots_txt_waiting_for_a_busy_host_is_host_busy_not_unreachable(
+    rt: Runtime, newsroom: Newsroom
+) -> None:
+    """The robots.txt request takes a host slot like any other: when none comes within
+    the wait, the article fetch is deferred (HostBusy, no attempt spent), not failed as
+    'robots_unreachable' (an attempt spent, and dead-lettered after a few)."""
+    newsroom.add("/robots.txt", Route(body=b"User-agent: *\nAllow: /\n", content_type="text/plain"))
+    gate = HostGate(rt.client, rt.keys, Politeness(concurrency=1, delay_s=0.0, max_wait_s=0.3))
+    robots = Robots(rt.client, rt.keys, Fetcher("t", True, gate=gate))
+    held = gate.acquire(newsroom.host)  # another worker's request to the host, in flight
+    try:
+        with pytest.raises(HostBusy):
+            robots.check(newsroom.url("/a.html"))
+    finally:
+        rt.client.zrem(rt.keys.host_slots(newsroom.host), held)
+    robots.check(newsroom.url("/a.html"))  # the slot is free: robots.txt fetched, allowed
+    assert newsroom.count("/robots.txt") == 1
 
 
 def test_opml_round_trip_through_the_registry(rt: Runtime) -> None:

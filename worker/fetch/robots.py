@@ -15,7 +15,7 @@ from urllib.robotparser import RobotFileParser
 
 import redis
 
-from worker.errors import FetchError, PermanentFetchError, TransientFetchError
+from worker.errors import FetchError, HostBusy, PermanentFetchError, TransientFetchError
 from worker.fetch.client import Fetcher
 from worker.fetch.limits import FetchLimits
 from worker.keys import Keys
@@ -78,6 +78,8 @@ class Robots:
         try:
             response = self._fetcher.get(f"{origin}/robots.txt", ROBOTS_LIMITS)
             text = response.body.decode("utf-8", errors="replace")
+        except HostBusy:
+            raise  # the host's budget is spent: the page waits too, without losing a try
         except FetchError as exc:
             if exc.reason in REFUSED:
                 # The guard refused the origin (or where its robots.txt sends us): the page
