@@ -57,7 +57,12 @@ class Keys:
 
     def entry(self, entry_id: str) -> str:
         """HASH: what the poller knew of an entry, plus its state."""
-        return f"{self.key_prefix}:entry:{entry_id}"
+        return f"{self.entry_prefix}{entry_id}"
+
+    @property
+    def entry_prefix(self) -> str:
+        """What ``entry(id)`` puts before the id (for scripts that find entries by id)."""
+        return f"{self.key_prefix}:entry:"
 
     @property
     def inflight(self) -> str:
@@ -70,9 +75,19 @@ class Keys:
         return f"{self.key_prefix}:handed"
 
     @property
-    def ingest_queue(self) -> str:
-        """LIST of entry ids waiting for a fused task to fetch and extract them."""
-        return f"{self.key_prefix}:ingest:queue"
+    def ingest_hosts(self) -> str:
+        """LIST: the ring of hosts that have entries waiting for a fused task (taken round
+        robin, one entry a host at a time)."""
+        return f"{self.key_prefix}:ingest:hosts"
+
+    def ingest_host_queue(self, host: str) -> str:
+        """LIST of the entry ids of one host waiting for a fused task to fetch and
+        extract them."""
+        return f"{self.ingest_host_prefix}{host}"
+
+    @property
+    def ingest_host_prefix(self) -> str:
+        return f"{self.key_prefix}:ingest:host:"
 
     def ingest_taken(self, task_id: str) -> str:
         """LIST: the entry ids one fused task took from the ingest queue (given back if

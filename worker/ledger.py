@@ -101,27 +101,38 @@ class Ledger:
         )  # fmt: skip
 
     def queue_for_ingest(self, entry_ids: list[str]) -> None:
-        """Queue entries for the fused article path (``take_for_ingest``)."""
+        """Queue entries for the fused article path, each behind its host's others
+        (``take_for_ingest`` takes them round robin over the hosts)."""
         if entry_ids:
-            self._client.rpush(self._keys.ingest_queue, *entry_ids)
+            keys = [self._keys.ingest_hosts]
+            args = [self._keys.ingest_host_prefix, self._keys.entry_prefix, *entry_ids]
+            run_script(self._client, "queue_for_ingest", keys, args)
 
     def take_for_ingest(self, task_id: str, count: int) -> list[str]:
-        """Take up to ``count`` queued entries for the fused task ``task_id``."""
-        keys = [self._keys.ingest_queue, self._keys.ingest_taken(task_id)]
-        args = [count, int(self._leases.queued_s)]
+        """Take up to ``count`` queued entries for the fused task ``task_id``, one from
+        each host in turn."""
+        keys = [self._keys.ingest_hosts, self._keys.ingest_taken(task_id)]
+        args = [self._keys.ingest_host_prefix, count, int(self._leases.queued_s)]
         return list(run_script(self._client, "take_for_ingest", keys, args))
 
     def return_taken(self, task_id: str) -> list[str]:
-        """Put back at the head of the queue what an earlier delivery of ``task_id`` took."""
-        keys = [self._keys.ingest_queue, self._keys.ingest_taken(task_id)]
-        return list(run_script(self._client, "return_taken", keys, []))
+        """Put back at the head of their hosts' queues what an earlier delivery of
+        ``task_id`` took."""
+        keys = [self._keys.ingest_hosts, self._keys.ingest_taken(task_id)]
+        args = [self._keys.ingest_host_prefix, self._keys.entry_prefix]
+        return list(run_script(self._client, "queue_for_ingest", keys, args))
 
     def forget_taken(self, task_id: str) -> None:
         """The fused task ended: each entry it took is done, deferred or handed over."""
         self._client.delete(self._keys.ingest_taken(task_id))
 
-    def ingest_queued(self) -> int:
-        return int(self._client.llen(self._keys.ingest_queue))
+    def ingest_queued(self) -> dict[str, int]:
+        """Entries waiting for a fused task, by host (in the ring's order)."""
+        hosts = self._client.lrange(self._keys.ingest_hosts, 0, -1)
+        with self._client.pipeline(transaction=False) as pipe:
+            for host in hosts:
+                pipe.llen(self._keys.ingest_host_queue(host))
+            return dict(zip(hosts, map(int, pipe.execute()), strict=True))
 
     def pages_waiting(self) -> int:
         """Fetched pages waiting for extraction, deployment-wide (a hand-over older than

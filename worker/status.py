@@ -17,6 +17,7 @@ def collect_status(rt: Runtime) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     for feed in feeds:
         by_status[feed.status] = by_status.get(feed.status, 0) + 1
+    ingest = rt.ledger.ingest_queued()
     heartbeats = sorted(k.split(":", 2)[2] for k in client.scan_iter(match=keys.heartbeat_pattern))
     return {
         "redis": rt.settings.redis_url,
@@ -26,7 +27,8 @@ def collect_status(rt: Runtime) -> dict[str, Any]:
         },
         "queues": {
             **{q: _queue_length(rt, q) for q in queue_names(rt.settings)},
-            keys.ingest_queue: rt.ledger.ingest_queued(),
+            "ingest": sum(ingest.values()),  # entries for the fused tasks
+            "ingest_hosts": len(ingest),  # ... from this many hosts
         },
         "inflight_entries": rt.ledger.inflight_count(),
         "feeds": {"total": len(feeds), **by_status},

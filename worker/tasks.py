@@ -453,7 +453,7 @@ def ingest_pages(self: Task, entry_ids: list[str]) -> dict[str, int]:
         pages.hand_over_rest()
     rt.ledger.forget_taken(task_id)
     if pages.starved:  # this task's wake-up is spent: another comes when threads may be free
-        wake_ingest_tasks(rt, min(rt.ledger.ingest_queued(), 1), countdown=WAKE_AGAIN_S)
+        wake_ingest_tasks(rt, 1 if rt.ledger.ingest_queued() else 0, countdown=WAKE_AGAIN_S)
     if pages.taken < pages.submitted:
         done.outcomes["handed_over"] += pages.submitted - pages.taken
     return done.finish(rt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
 
 import pytest
 
@@ -14,6 +15,8 @@ from worker import tasks
 from worker.celery_app import queue_names
 from worker.config import Settings
 from worker.dedup.canonical import url_id
+from worker.keys import Keys
+from worker.ledger import Leases, Ledger
 from worker.model import FeedEntry
 from worker.replay import request_poll
 from worker.runtime import Runtime
@@ -38,6 +41,12 @@ def _feed(newsroom: Newsroom, name: str, count: int, delay_s: float) -> tuple[st
     return feed, links
 
 
+def _starts(newsroom: Newsroom, name: str, count: int) -> list[float]:
+    """When each request for the pages ``_pages`` made started, in order."""
+    hits = (hit for i in range(count) for hit in newsroom.requests_to(f"/{name}/{i}.html"))
+    return sorted(hit.at for hit in hits)
+
+
 def _poll_and_drain(rt: Runtime, feed: str, timeout: float) -> None:
     record = rt.registry.add(feed)
     request_poll(rt, record.feed_id)
@@ -48,7 +57,28 @@ def _poll_and_drain(rt: Runtime, feed: str, timeout: float) -> None:
 def _leftovers(rt: Runtime) -> tuple[int, list[str]]:
     """Entries still queued, and the taken lists of tasks that have not ended."""
     taken = list(rt.client.scan_iter(match=rt.keys.ingest_taken("*")))
-    return rt.ledger.ingest_queued(), taken
+    return sum(rt.ledger.ingest_queued().values()), taken
+
+
+def test_entries_queue_by_host_and_are_taken_one_host_at_a_time(rt: Runtime) -> None:
+    """The host is the URL's host name (case, port and user info aside); an entry whose
+    record is gone queues under ''. Takes go round the hosts in the order they came."""
+    ledger = Ledger(rt.client, Keys(key_prefix=f"hosts-{uuid.uuid4().hex}"), Leases())
+    urls = [
+        "http://News.Example:8080/1",
+        "https://reader@b.example/2",
+        "http://news.example/3",
+        "http://[::1]:8000/4",
+        "https://b.example:443/5",
+        "http://news.example/6",
+    ]
+    entries = [FeedEntry(f"e{i}", "feed", "http://feed.example/rss", u) for i, u in enumerate(urls)]
+    ledger.queue_for_ingest([*ledger.claim("feed", entries), "gone"])
+    assert ledger.ingest_queued() == {"news.example": 3, "b.example": 2, "[::1]": 1, "": 1}
+    assert ledger.take_for_ingest("t1", 5) == ["e0", "e1", "e3", "gone", "e2"]
+    assert ledger.return_taken("t1") == ["e0", "e1", "e3", "gone", "e2"]  # first in line again
+    assert ledger.take_for_ingest("t2", 7) == ["e0", "e1", "e3", "gone", "e2", "e4", "e5"]
+    assert ledger.ingest_queued() == {} and ledger.take_for_ingest("t3", 1) == []
 
 
 def test_fused_tasks_take_entries_a_few_at_a_time_and_publish_each_once(
@@ -101,12 +131,12 @@ def test_a_task_takes_no_entries_while_its_process_has_no_fetch_thread_free(
     try:
         starved = ArrivingPages(rt, "starved-task", pull_s=5.0)
         assert list(starved.arrivals(patience_s=0.5)) == []
-        assert starved.starved and rt.ledger.ingest_queued() == 3
+        assert starved.starved and sum(rt.ledger.ingest_queued().values()) == 3
     finally:
         running.add(-rt.settings.fetch_threads)
     fed = ArrivingPages(rt, "fed-task", pull_s=5.0)
     assert sorted(entry for entry, _ in fed.arrivals(patience_s=5.0)) == sorted(entry_ids)
-    assert not fed.starved and rt.ledger.ingest_queued() == 0
+    assert not fed.starved and not rt.ledger.ingest_queued()
     rt.ledger.forget_taken("fed-task")
 
 
@@ -122,7 +152,34 @@ def test_a_polite_host_is_paced_and_every_page_published_once(
         _poll_and_drain(rt, feed, timeout=90)
         assert sorted(m["url"] for m in articles_of(rt, feed)) == sorted(links)
         assert all(newsroom.count(f"/polite/{i}.html") == 1 for i in range(8))
-        hits = [hit for i in range(8) for hit in newsroom.requests_to(f"/polite/{i}.html")]
-        starts = sorted(hit.at for hit in hits)
+        starts = _starts(newsroom, "polite", 8)
         assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.45
         assert _leftovers(rt) == (0, [])
+
+
+def test_one_hosts_backlog_does_not_hold_up_another_hosts_entries(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    """One feed lists twelve pages of a polite host first, then four of another host
+    (127.0.0.2). Tasks take entries one host at a time, round robin: the other host's
+    four are fetched while the first host's backlog is still being paced, not after it
+    (in the feed's order they would wait behind eight or more of its requests). Every
+    page is fetched once and published once, and each host's pace holds."""
+    other = Newsroom("127.0.0.2")
+    try:
+        slow = _pages(newsroom, "backlog", 12, delay_s=0.0)
+        quick = _pages(other, "other", 4, delay_s=0.0)
+        items = [{"title": f"item {i}", "link": link} for i, link in enumerate(slow + quick)]
+        feed = newsroom.add("/mixed/feed.xml", body=rss(items), content_type="application/rss+xml")
+        polite = {"host_concurrency": 1, "host_delay_s": 0.4, "host_wait_s": 1.0}
+        with deployment(settings, settings.redis_url or "", fetch_ahead=4, **polite) as (rt, _):
+            _poll_and_drain(rt, feed, timeout=90)
+            assert sorted(m["url"] for m in articles_of(rt, feed)) == sorted(slow + quick)
+            assert _leftovers(rt) == (0, [])
+        backlog, others = _starts(newsroom, "backlog", 12), _starts(other, "other", 4)
+        assert len(backlog) == 12 and len(others) == 4  # each fetched once
+        assert others[-1] < backlog[5]  # all four before the backlog's sixth request
+        for starts in (backlog, others):
+            assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.35
+    finally:
+        other.close()

@@ -1,0 +1,53 @@
+-- Queue entries for the fused article path, each behind the others of its host: one
+-- LIST per host, and a ring of the hosts that have entries queued (take_for_ingest
+-- serves the ring round robin, so a big backlog from one polite host does not hold up
+-- every other host's entries behind it).
+-- KEYS[1]  the ring of hosts LIST
+-- KEYS[2]  (giving back) the taken LIST of a fused task whose earlier delivery died
+-- ARGV[1]  the prefix of the per-host queues   ARGV[2]  the prefix of entry HASHes
+-- ARGV[3..] (queueing) entry ids, in order
+-- New entries go to the tail of their host's queue. Given-back entries go to the head of
+-- theirs and their hosts to the head of the ring, so that they are taken again in the
+-- order they were taken; the taken list is deleted.
+-- The per-host queue and entry keys are computed here from their prefixes: this script
+-- assumes a single Redis, not a cluster. An entry whose record is gone is queued under
+-- the host '' (its task finds it missing and moves on; nothing is dropped unseen).
+-- Returns  the ids queued.
+local function host_of(entry_key)
+  local record = redis.call('HGET', entry_key, 'entry')
+  if not record then return '' end
+  local ok, entry = pcall(cjson.decode, record)
+  if not ok or type(entry) ~= 'table' or type(entry.url) ~= 'string' then return '' end
+  local authority = string.match(entry.url, '^%a[%w+.-]*://([^/?#]*)') or ''
+  authority = string.gsub(authority, '^.*@', '')
+  local bracketed = string.match(authority, '^(%[[^%]]*%])')
+  if bracketed then return string.lower(bracketed) end
+  return string.lower((string.gsub(authority, ':%d*$', '')))
+end
+
+local function queue(id)
+  local host = host_of(ARGV[2] .. id)
+  if redis.call('RPUSH', ARGV[1] .. host, id) == 1 then
+    redis.call('RPUSH', KEYS[1], host)
+  end
+end
+
+local function give_back(id)
+  local host = host_of(ARGV[2] .. id)
+  redis.call('LPUSH', ARGV[1] .. host, id)
+  redis.call('LREM', KEYS[1], 1, host)  -- a host is in the ring once at most
+  redis.call('LPUSH', KEYS[1], host)
+end
+
+if KEYS[2] then
+  local ids = redis.call('LRANGE', KEYS[2], 0, -1)
+  for i = #ids, 1, -1 do give_back(ids[i]) end  -- backwards: the first ends up first
+  redis.call('DEL', KEYS[2])
+  return ids
+end
+local ids = {}
+for i = 3, #ARGV do
+  queue(ARGV[i])
+  ids[#ids + 1] = ARGV[i]
+end
+return ids
