@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import fetched_entries
+from tests.support import fetched_entries, wait_until
 from worker import pipeline
 from worker.config import Settings
 from worker.redis import EmbeddedServer
@@ -47,7 +47,9 @@ def test_a_handed_page_is_not_written_to_the_append_only_file(
     assert entry_id.encode() in aof  # the claim and the stages are persisted
     assert marker.encode() not in aof  # the page is not
     assert pipeline.extract_stage(rt, entry_id).detail == "article"
-    assert marker.encode() in aof_bytes(own_server)  # the published article is
+    # the published article is; appendfsync everysec may postpone the write while an
+    # fsync is under way (up to 2 s), so wait for it
+    assert wait_until(lambda: marker.encode() in aof_bytes(own_server), timeout=10)
     rt.close()
 
 
