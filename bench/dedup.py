@@ -41,6 +41,7 @@ from common import CORPUS
 
 from worker.config import Settings
 from worker.dedup.fingerprint import minhash, minhash_hex
+from worker.dedup.index import NearDupIndex
 from worker.extract.document import page_document
 from worker.fetch.decode import decode_html
 from worker.redis import EmbeddedServer
@@ -175,7 +176,7 @@ def synthetic_scale(rt: Runtime, count: int) -> dict[str, Any]:
     for n, doc in enumerate(probes):  # the same texts under new ids: found as near duplicates
         rt.publisher.publish({**doc, "id": f"{n + count:032x}", "content_hash": "f" * 32}, f"p-{n}")
     lookups = len(probes) / (time.perf_counter() - started)
-    prefix = rt.settings.key_prefix
+    prefix = NearDupIndex(rt.settings.key_prefix).namespace
     index_bytes = sum(
         int(rt.client.memory_usage(key) or 0)
         for pattern in (f"{prefix}:nd:*", f"{prefix}:ndh:*", f"{prefix}:ndlog:*")

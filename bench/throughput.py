@@ -796,7 +796,6 @@ def report(result: dict[str, Any], as_json: bool) -> None:
     )
 
 
-
 def report_pipeline(result: dict[str, Any]) -> None:
     run = result["pipeline"]
     print(

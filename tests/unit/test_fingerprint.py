@@ -1,12 +1,16 @@
 from __future__ import annotations
 
-import hashlib
+import zlib
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support import story
 from worker.dedup.fingerprint import (
+    INCREMENTS,
+    MINHASH_FAMILY,
+    MULTIPLIERS,
+    SHINGLE_WEIGHTS,
     bands,
     content_hash,
     from_hex,
@@ -16,6 +20,10 @@ from worker.dedup.fingerprint import (
     similarity,
 )
 
+GOLDEN = (
+    "25471aff6057158b09d88fee0cc30a0f0ca13fde02b219c61d86227016a116c7"
+    "619d1a0125a502a32931012b27561411230411ca0c2e1c2f319827dc234e000d"
+)
 words = st.lists(st.text(alphabet="abcdefghij", min_size=1, max_size=8), min_size=1, max_size=50)
 
 
@@ -51,18 +59,36 @@ def test_signature_encoding_and_bands() -> None:
 
 
 def _reference_minhash(normalized: str) -> tuple[int, ...]:
-    """The signature as first defined (one blake2b-512 per distinct word 3-shingle, the
-    column minima of its 32 16-bit values): indexed signatures must never change."""
+    """Family newswire.minhash/2 written out in plain Python, one shingle at a time:
+    the numpy code must compute exactly this (indexed signatures must never change)."""
     tokens = normalized.split(" ")
-    count = max(len(tokens) - 3 + 1, 1)
-    shingles = {" ".join(tokens[i : i + 3]) for i in range(count)}
-    digests = [hashlib.blake2b(s.encode(), digest_size=64).digest() for s in shingles]
+    if len(tokens) < 3:
+        shingles = {zlib.crc32(" ".join(tokens).encode())}
+    else:
+        m0, m1 = SHINGLE_WEIGHTS
+        words = [zlib.crc32(t.encode()) for t in tokens]
+        triples = zip(words, words[1:], words[2:], strict=False)
+        shingles = {(a * m0 + b * m1 + c) % 2**64 for a, b, c in triples}
     return tuple(
-        min(int.from_bytes(d[2 * i : 2 * i + 2], "little") for d in digests) for i in range(32)
+        min(((a * x + b) % 2**64) >> 48 for x in shingles)
+        for a, b in zip(MULTIPLIERS, INCREMENTS, strict=True)
     )
 
 
 @given(st.lists(st.text(alphabet="abcdé日", min_size=1, max_size=4), min_size=0, max_size=40))
 def test_signature_is_the_one_indexed_signatures_were_made_with(tokens: list[str]) -> None:
+    text = " ".join(tokens)
+    assert minhash(text) == _reference_minhash(normalize_text(text))
+
+
+def test_the_hash_family_is_pinned() -> None:
+    """Constants of the family, and so every signature, must not drift (a new family
+    needs a new MINHASH_FAMILY and index tag)."""
+    assert MINHASH_FAMILY == "newswire.minhash/2"
+    assert minhash_hex(minhash("The quick brown fox jumps over the lazy dog")) == GOLDEN
+
+
+def test_a_long_text_is_hashed_in_chunks_with_the_same_result() -> None:
+    tokens = [f"w{n % 9001}" for n in range(20_000)]  # > one chunk of shingles
     text = " ".join(tokens)
     assert minhash(text) == _reference_minhash(normalize_text(text))

@@ -4,9 +4,15 @@ near duplicates.
 MinHash over word 3-shingles estimates the Jaccard similarity of two texts; chosen over
 SimHash by measurement (bench/dedup.py): on light edits of real articles (sentences
 dropped, words changed, lines added) 64-bit SimHash distances overlap those of unrelated
-stories, while MinHash separates them. 32 minimum values of 16 bits come from one
-blake2b digest per shingle; bands of 2 values (32 bits) find candidates (LSH), and the
-low bytes of all 32 values estimate their similarity.
+stories, while MinHash separates them. Bands of 2 values (32 bits) find candidates
+(LSH), and the low bytes of all 32 values estimate their similarity.
+
+The hash family is ``MINHASH_FAMILY`` (signatures of two families cannot be compared):
+each word is hashed once (CRC-32 of its UTF-8), a shingle's 64-bit value combines its
+three word hashes (w0 * M0 + w1 * M1 + w2 mod 2**64), and value k of the signature is
+the minimum over the shingles of the top 16 bits of (A_k * shingle + B_k) mod 2**64
+(multiply-shift hashing), all constants derived from the family's name. Done in numpy,
+this costs a third of one blake2b digest per shingle (family 1) on the same articles.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+import zlib
 
 import numpy as np
 
@@ -21,6 +28,24 @@ _WORD = re.compile(r"\w+")
 SIGNATURE_SIZE = 32  # minimum values, 16 bits each
 BAND_ROWS = 2  # values per LSH band: 16 bands of 32 bits
 SHINGLE = 3
+MINHASH_FAMILY = "newswire.minhash/2"
+MINHASH_INDEX_TAG = "mh2"  # the near-duplicate index's keys, one set per family
+_CHUNK = 4096  # shingles hashed at a time: bounds the working array (32 x 8 bytes each)
+
+
+def _constant(label: str) -> int:
+    """A 64-bit constant of the hash family, derived from its name (never from an RNG)."""
+    digest = hashlib.blake2b(f"{MINHASH_FAMILY}:{label}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+SHINGLE_WEIGHTS = (_constant("m0") | 1, _constant("m1") | 1)
+MULTIPLIERS = tuple(_constant(f"a{k}") | 1 for k in range(SIGNATURE_SIZE))
+INCREMENTS = tuple(_constant(f"b{k}") for k in range(SIGNATURE_SIZE))
+_M0, _M1 = (np.uint64(w) for w in SHINGLE_WEIGHTS)
+_A = np.array(MULTIPLIERS, dtype=np.uint64)
+_B = np.array(INCREMENTS, dtype=np.uint64)
+_TOP_16 = np.uint64(48)
 
 
 def normalize_text(text: str) -> str:
@@ -50,17 +75,22 @@ def _content_hash(normalized: str) -> str:
 
 
 def _minhash(normalized: str) -> tuple[int, ...]:
-    tokens = normalized.encode().split(b" ")  # bytes: one encode, not one per shingle
+    tokens = normalized.encode().split(b" ")
+    shingles = _shingle_values(tokens)
+    signature = np.full(SIGNATURE_SIZE, np.iinfo(np.uint64).max, dtype=np.uint64)
+    for start in range(0, len(shingles), _CHUNK):
+        chunk = shingles[start : start + _CHUNK, None]
+        np.minimum(signature, ((chunk * _A + _B) >> _TOP_16).min(axis=0), out=signature)
+    return tuple(signature.tolist())
+
+
+def _shingle_values(tokens: list[bytes]) -> np.ndarray:
+    """The 64-bit value of each word 3-shingle (a repeated shingle repeats its value,
+    which leaves the minima alone); a text of fewer words is one shingle."""
     if len(tokens) < SHINGLE:
-        shingles = {b" ".join(tokens)}
-    else:
-        shingles = set(map(b" ".join, zip(*(tokens[i:] for i in range(SHINGLE)), strict=False)))
-    blake2b = hashlib.blake2b
-    digests = b"".join([blake2b(s, digest_size=64).digest() for s in shingles])
-    # one 64-byte digest per shingle = 32 values of 16 bits; the column minima are the
-    # signature (numpy: the minimum over ~600 rows in Python costs three times as much)
-    rows = np.frombuffer(digests, dtype="<u2").reshape(-1, SIGNATURE_SIZE)
-    return tuple(rows.min(axis=0).tolist())
+        return np.array([zlib.crc32(b" ".join(tokens))], dtype=np.uint64)
+    words = np.fromiter(map(zlib.crc32, tokens), dtype=np.uint64, count=len(tokens))
+    return words[:-2] * _M0 + words[1:-1] * _M1 + words[2:]
 
 
 def minhash_hex(signature: tuple[int, ...]) -> str:

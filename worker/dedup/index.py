@@ -8,7 +8,9 @@ number) in one of ``2**bucket_bits`` packed strings chosen by the band's full 32
 (the fields of one HASH per generation: a lookup costs one HMGET per generation), and a
 log of 48-byte records (32 low bytes of the signature | the article id) addressed by
 sequence number. Generations older than the dedup window expire as whole keys, so
-memory stays bounded without a sweeper.
+memory stays bounded without a sweeper. The keys are named after the MinHash family
+(``<key_prefix>:mh2:...``): signatures of another family are never compared with these,
+and an index of a family no longer made expires with the window.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from worker.dedup.fingerprint import bands
+from worker.dedup.fingerprint import MINHASH_INDEX_TAG, bands
 
 _GOLDEN = 0x9E3779B1
 
@@ -33,6 +35,11 @@ class NearDupIndex:
     bucket_bits: int = 12
     enabled: bool = True
 
+    @property
+    def namespace(self) -> str:
+        """The prefix of the index's keys (the publish script names them from it)."""
+        return f"{self.key_prefix}:{MINHASH_INDEX_TAG}"
+
     def bucket(self, band_number: int, value: int) -> int:
         """Which packed string of a generation holds this band value."""
         mixed = (value ^ (band_number * _GOLDEN)) * _GOLDEN
@@ -46,7 +53,7 @@ class NearDupIndex:
         back = math.ceil(self.window_days / self.generation_days)
         values = bands(signature)
         return [
-            self.key_prefix,
+            self.namespace,
             self.threshold,
             int(now // span),
             back,
