@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-SAMPLE_CHARS = 3000
+# py3langid's cost grows with the sample (0.8 ms for 3,000 characters, 0.4 for 1,000);
+# on the 149 corpus pages that declare a language, 600, 1,000 and 3,000 characters
+# agree with the declaration equally often (97%: the rest declare it wrongly).
+SAMPLE_CHARS = 1000
 MIN_CHARS = 40
 
 
