@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     fetch_threads: int = 16  # per io worker; on the fused path, per extraction process
     fetch_batch: int = 16  # entries per fetch task (split path)
     # Fused path: pages an extraction process keeps downloading ahead of the one it
-    # extracts (it takes more entries from the ingest queue when half are left). Enough
-    # to hide the servers' latency: 16 x ~30 ms of extraction covers ~250-500 ms.
+    # extracts (it takes more entries from the ingest queue when a quarter are done).
+    # Enough to hide the servers' latency: 12 x ~25-50 ms of extraction covers
+    # ~300-600 ms.
     fetch_ahead: int = 16
     # Fused path: how long one task goes on taking entries before it finishes those in
     # hand and ends (another task takes over); keeps its time limit under the visibility
