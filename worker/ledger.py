@@ -108,12 +108,21 @@ class Ledger:
             args = [self._keys.ingest_host_prefix, self._keys.entry_prefix, *entry_ids]
             run_script(self._client, "queue_for_ingest", keys, args)
 
-    def take_for_ingest(self, task_id: str, count: int) -> list[str]:
+    def take_for_ingest(self, task_id: str, count: int) -> list[tuple[str, StageStart]]:
         """Take up to ``count`` queued entries for the fused task ``task_id``, one from
-        each host in turn."""
-        keys = [self._keys.ingest_hosts, self._keys.ingest_taken(task_id)]
-        args = [self._keys.ingest_host_prefix, count, int(self._leases.queued_s)]
-        return list(run_script(self._client, "take_for_ingest", keys, args))
+        each host in turn, and begin the fetch stage of each (as ``start`` does)."""
+        keys = [self._keys.ingest_hosts, self._keys.ingest_taken(task_id), self._keys.inflight]
+        leases = self._leases
+        args = [
+            self._keys.ingest_host_prefix, count, int(leases.queued_s),
+            self._keys.entry_prefix, time.time(), leases.running_s, leases.max_attempts,
+        ]  # fmt: skip
+        reply = run_script(self._client, "take_for_ingest", keys, args)
+        taken = [reply[i : i + 4] for i in range(0, len(reply), 4)]
+        return [
+            (entry_id, StageStart(verdict, detail, FeedEntry.from_json(entry) if entry else None))
+            for entry_id, verdict, detail, entry in taken
+        ]
 
     def return_taken(self, task_id: str) -> list[str]:
         """Put back at the head of their hosts' queues what an earlier delivery of

@@ -17,7 +17,7 @@ from worker.errors import ExtractionError, FetchError, HostBusy, NewswireError
 from worker.extract.document import article_document
 from worker.extract.timeout import time_limit
 from worker.fetch.page import fetch_page
-from worker.ledger import HandedPage
+from worker.ledger import HandedPage, StageStart
 from worker.model import FeedEntry, utc_iso
 from worker.publish.schema import deadletter_message
 from worker.publish.stream import Outcome
@@ -50,7 +50,13 @@ class StageResult:
 def fetch_stage(rt: Runtime, entry_id: str, hand_over: bool = True) -> StageResult:
     """Fetch the entry's page and hand it to the extract stage (through Redis), or, with
     ``hand_over=False``, return it for ``extract_fetched`` in this process."""
-    start = rt.ledger.start(entry_id, "fetch")
+    return fetch_started(rt, entry_id, rt.ledger.start(entry_id, "fetch"), hand_over)
+
+
+def fetch_started(
+    rt: Runtime, entry_id: str, start: StageStart, hand_over: bool = True
+) -> StageResult:
+    """``fetch_stage`` once the ledger answered its start (a fused task's take does)."""
     entry = start.entry
     if start.verdict in ("done", "missing") or entry is None:
         return StageResult("done", start.detail)

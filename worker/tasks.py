@@ -23,6 +23,7 @@ from worker.celery_app import app, queue_names
 from worker.config import Settings, load_settings
 from worker.extract.article import release_memory
 from worker.feeds.poll import poll_feed as poll_feed_once
+from worker.ledger import StageStart
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -350,19 +351,23 @@ class ArrivingPages:
         self.starved = False
         self.unclaimed: list[tuple[str, pipeline.StageResult]] = []  # arrived, not taken
 
-    def add(self, entry_ids: list[str]) -> None:
-        """Start downloading these entries' pages."""
+    def add(self, entries: list[tuple[str, StageStart | None]]) -> None:
+        """Start downloading these entries' pages (the fetch stage begun by the take,
+        or, for None, by the fetch thread)."""
         running = _running_fetches[0]
-        for entry_id in entry_ids:
+        for entry_id, start in entries:
             running.add(1)
-            fetch_pool().submit(self._fetch, running, entry_id)
+            fetch_pool().submit(self._fetch, running, entry_id, start)
             self.submitted += 1
 
-    def _fetch(self, running: RunningFetches, entry_id: str) -> None:
+    def _fetch(self, running: RunningFetches, entry_id: str, start: StageStart | None) -> None:
         """Run the fetch stage (in a fetch thread) and deliver what came of it."""
         rt = self._rt
         try:
-            result = pipeline.fetch_stage(rt, entry_id, hand_over=False)
+            if start is None:
+                result = pipeline.fetch_stage(rt, entry_id, hand_over=False)
+            else:
+                result = pipeline.fetch_started(rt, entry_id, start, hand_over=False)
         except Exception:
             log.exception("fetch of entry %s crashed", entry_id)  # its lease brings it back
             result = pipeline.StageResult("crashed")
@@ -387,10 +392,10 @@ class ArrivingPages:
         self.starved = count <= 0 and ahead == 0
         if count <= 0:
             return
-        entry_ids = self._rt.ledger.take_for_ingest(self._task_id, count)
-        if not entry_ids:
+        taken = self._rt.ledger.take_for_ingest(self._task_id, count)
+        if not taken:
             self._pull_until = 0.0  # the queue is empty: new entries come with their tasks
-        self.add(entry_ids)
+        self.add(list(taken))
 
     def arrivals(self, patience_s: float) -> Iterator[tuple[str, pipeline.StageResult]]:
         """Fetch results as they arrive, until none is on its way or one keeps us waiting
@@ -445,7 +450,7 @@ def ingest_pages(self: Task, entry_ids: list[str]) -> dict[str, int]:
     # head; this task takes the first of them, new tasks the rest.
     wake_ingest_tasks(rt, len(rt.ledger.return_taken(task_id)) - rt.settings.fetch_ahead)
     pages = ArrivingPages(rt, task_id, rt.settings.ingest_pull_s)
-    pages.add(entry_ids)
+    pages.add([(entry_id, None) for entry_id in entry_ids])
     done = Extractions()
     current = ""
     try:

@@ -75,10 +75,38 @@ def test_entries_queue_by_host_and_are_taken_one_host_at_a_time(rt: Runtime) -> 
     entries = [FeedEntry(f"e{i}", "feed", "http://feed.example/rss", u) for i, u in enumerate(urls)]
     ledger.queue_for_ingest([*ledger.claim("feed", entries), "gone"])
     assert ledger.ingest_queued() == {"news.example": 3, "b.example": 2, "[::1]": 1, "": 1}
-    assert ledger.take_for_ingest("t1", 5) == ["e0", "e1", "e3", "gone", "e2"]
+    first = ledger.take_for_ingest("t1", 5)
+    assert [entry_id for entry_id, _ in first] == ["e0", "e1", "e3", "gone", "e2"]
     assert ledger.return_taken("t1") == ["e0", "e1", "e3", "gone", "e2"]  # first in line again
-    assert ledger.take_for_ingest("t2", 7) == ["e0", "e1", "e3", "gone", "e2", "e4", "e5"]
+    again = dict(ledger.take_for_ingest("t2", 7))
+    assert list(again) == ["e0", "e1", "e3", "gone", "e2", "e4", "e5"]
     assert ledger.ingest_queued() == {} and ledger.take_for_ingest("t3", 1) == []
+    # each take began the fetch stage: the second counts a second attempt
+    assert again["e0"].verdict == "go" and again["e0"].detail == "2"
+    assert again["e0"].entry is not None and again["e0"].entry.url == urls[0]
+    assert again["e4"].verdict == "go" and again["e4"].detail == "1"
+    assert again["gone"].verdict == "missing" and again["gone"].entry is None
+
+
+def test_a_take_begins_the_fetch_stage_as_start_would(rt: Runtime) -> None:
+    """What a take answers for each entry is what ``start`` would: an ended entry is
+    done, one past its attempts exhausted; a taken entry's lease runs from the take."""
+    leases, keys = Leases(max_attempts=2), Keys(key_prefix=f"start-{uuid.uuid4().hex}")
+    ledger = Ledger(rt.client, keys, leases)
+    entries = [FeedEntry(f"s{i}", "feed", "http://feed.example/rss", "http://a.example/")
+               for i in range(3)]  # fmt: skip
+    ledger.claim("feed", entries)
+    rt.client.hset(keys.entry("s1"), "state", "published")
+    rt.client.hset(keys.entry("s2"), "attempts_fetch", 2)
+    ledger.queue_for_ingest(["s0", "s1", "s2"])
+    before = time.time()
+    taken = dict(ledger.take_for_ingest("t", 3))
+    assert (taken["s0"].verdict, taken["s0"].detail) == ("go", "1")
+    assert (taken["s1"].verdict, taken["s1"].detail) == ("done", "published")
+    assert (taken["s2"].verdict, taken["s2"].detail) == ("exhausted", "2")
+    lease_end = rt.client.zscore(keys.inflight, "s0") or 0.0
+    assert before + leases.running_s <= lease_end <= time.time() + leases.running_s
+    assert rt.client.hget(keys.entry("s0"), "state") == "fetch"
 
 
 def test_fused_tasks_take_entries_a_few_at_a_time_and_publish_each_once(

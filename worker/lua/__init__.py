@@ -1,8 +1,13 @@
-"""Atomic multi-key operations, one Lua script each (see each file's header)."""
+"""Atomic multi-key operations, one Lua script each (see each file's header).
+
+A script shares a function with others through a line ``-- include: <name>``, replaced
+by the text of ``<name>.lua`` when the script is loaded (Redis scripts cannot import).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -10,11 +15,14 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+_INCLUDE = re.compile(r"^-- include: (\w+)$", re.M)
+
 
 @cache
 def source(name: str) -> str:
-    """Return the text of ``<name>.lua``."""
-    return (files(__package__) / f"{name}.lua").read_text()
+    """Return the text of ``<name>.lua``, its includes replaced by their text."""
+    text = (files(__package__) / f"{name}.lua").read_text()
+    return _INCLUDE.sub(lambda match: source(match.group(1)), text)
 
 
 @cache
