@@ -143,6 +143,10 @@ class Ledger:
                 pipe.llen(self._keys.ingest_host_queue(host))
             return dict(zip(hosts, map(int, pipe.execute()), strict=True))
 
+    def ingest_waiting(self) -> bool:
+        """Whether any entry waits for a fused task (one host or more in the ring)."""
+        return bool(self._client.llen(self._keys.ingest_hosts))
+
     def pages_waiting(self) -> int:
         """Fetched pages waiting for extraction, deployment-wide (a hand-over older than
         the queued lease has expired with its page and no longer counts)."""

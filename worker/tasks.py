@@ -121,11 +121,14 @@ def enqueue_fetches(rt: Runtime, entry_ids: list[str]) -> None:
 
 def queue_ingest(rt: Runtime, entry_ids: list[str]) -> None:
     """Put entries on the ingest queue (Redis) and wake one fused task per ``fetch_ahead``
-    of them: a task takes them ``fetch_ahead`` at a time, as its downloads run low, so
-    that its next pages are on their way while it extracts (no idle wait between
-    batches, whatever the servers' latency)."""
+    of them, at most one per extraction process of a worker (``cpu_concurrency``): a
+    task takes entries as its downloads run low, so that its next pages are on their way
+    while it extracts, and goes on until the queue is empty or its ``ingest_pull_s`` is
+    spent. More tasks for a backlog come from the tasks themselves (``ingest_pages``):
+    a backlog of 2,000 entries no longer leaves 125 tasks that find nothing to do."""
     rt.ledger.queue_for_ingest(entry_ids)
-    wake_ingest_tasks(rt, len(entry_ids))
+    most = rt.settings.fetch_ahead * rt.settings.cpu_concurrency
+    wake_ingest_tasks(rt, min(len(entry_ids), most))
 
 
 def wake_ingest_tasks(rt: Runtime, entries: int, countdown: float | None = None) -> None:
@@ -346,6 +349,7 @@ class ArrivingPages:
         self._lock = threading.Lock()
         self._arrived: queue.SimpleQueue[tuple[str, pipeline.StageResult]] = queue.SimpleQueue()
         self._let_go = False
+        self._passed_on = False
         self.submitted = 0
         self.taken = 0
         self.starved = False
@@ -395,6 +399,11 @@ class ArrivingPages:
         taken = self._rt.ledger.take_for_ingest(self._task_id, count)
         if not taken:
             self._pull_until = 0.0  # the queue is empty: new entries come with their tasks
+        elif not self._passed_on and self._rt.ledger.ingest_waiting():
+            # More than this task's first take waits: wake one more task, which does the
+            # same, so a backlog reaches every idle extraction process of the deployment.
+            wake_ingest_tasks(self._rt, 1)
+            self._passed_on = True
         self.add(list(taken))
 
     def arrivals(self, patience_s: float) -> Iterator[tuple[str, pipeline.StageResult]]:
@@ -466,8 +475,10 @@ def ingest_pages(self: Task, entry_ids: list[str]) -> dict[str, int]:
             done.cut_short(rt, current)
         pages.hand_over_rest()
     rt.ledger.forget_taken(task_id)
-    if pages.starved:  # this task's wake-up is spent: another comes when threads may be free
-        wake_ingest_tasks(rt, 1 if rt.ledger.ingest_queued() else 0, countdown=WAKE_AGAIN_S)
+    if rt.ledger.ingest_waiting():
+        # This task's pull ended with entries left (its time spent, or no fetch thread
+        # free: then a little later, when threads may be free): a task must come for them.
+        wake_ingest_tasks(rt, 1, countdown=WAKE_AGAIN_S if pages.starved else None)
     if pages.taken < pages.submitted:
         done.outcomes["handed_over"] += pages.submitted - pages.taken
     return done.finish(rt)

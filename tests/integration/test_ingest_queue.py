@@ -124,6 +124,28 @@ def test_fused_tasks_take_entries_a_few_at_a_time_and_publish_each_once(
         assert _leftovers(rt) == (0, [])
 
 
+def test_a_backlog_wakes_few_tasks_and_each_task_passes_it_on(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    """Forty entries queued at once wake one task (one extraction process, four pages
+    ahead), not ten that would mostly find nothing to take. The task wakes the next
+    while entries wait, and one whose pull time ends with entries left wakes a
+    successor: every page is fetched and published once, nothing left queued."""
+    links = _pages(newsroom, "chain", 40, delay_s=0.05)
+    feed_url = newsroom.url("/chain/feed.xml")  # never polled: the entries are claimed here
+    fused = {"article_path": "fused", "fetch_ahead": 4, "ingest_pull_s": 0.5, "cpu_concurrency": 1}
+    with deployment(settings, settings.redis_url or "", **fused) as (rt, _procs):
+        feed = rt.registry.add(feed_url)
+        entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links]
+        extract_queue = queue_names(rt.settings).extract
+        tasks.queue_ingest(rt, rt.ledger.claim(feed.feed_id, entries))
+        assert rt.client.llen(extract_queue) <= 1
+        drain(rt, timeout=60)
+        assert sorted(m["url"] for m in articles_of(rt, feed_url)) == sorted(links)
+        assert all(newsroom.count(f"/chain/{i}.html") == 1 for i in range(40))
+        assert _leftovers(rt) == (0, [])
+
+
 def test_task_delivered_again_gives_back_what_its_lost_delivery_took(
     settings: Settings, newsroom: Newsroom
 ) -> None:
