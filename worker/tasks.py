@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
@@ -355,7 +355,7 @@ class ArrivingPages:
         self.starved = False
         self.unclaimed: list[tuple[str, pipeline.StageResult]] = []  # arrived, not taken
 
-    def add(self, entries: list[tuple[str, StageStart | None]]) -> None:
+    def add(self, entries: Sequence[tuple[str, StageStart | None]]) -> None:
         """Start downloading these entries' pages (the fetch stage begun by the take,
         or, for None, by the fetch thread)."""
         running = _running_fetches[0]
@@ -404,7 +404,7 @@ class ArrivingPages:
             # same, so a backlog reaches every idle extraction process of the deployment.
             wake_ingest_tasks(self._rt, 1)
             self._passed_on = True
-        self.add(list(taken))
+        self.add(taken)
 
     def arrivals(self, patience_s: float) -> Iterator[tuple[str, pipeline.StageResult]]:
         """Fetch results as they arrive, until none is on its way or one keeps us waiting
