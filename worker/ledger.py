@@ -12,6 +12,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -86,9 +87,7 @@ class Ledger:
             [self._keys.entry(entry_id), self._keys.inflight, page_key],
             [entry_id, time.time(), self._leases.running_s, self._leases.max_attempts, stage],
         )
-        entry = FeedEntry.from_json(reply[2]) if len(reply) > 2 and reply[2] else None
-        page = HandedPage(*reply[3:6]) if len(reply) > 5 and reply[5] is not None else None
-        return StageStart(reply[0], reply[1], entry, page)
+        return _stage_start(reply)
 
     def hand_over(self, entry_id: str, page: HandedPage) -> None:
         """Keep a fetched page for the extract stage (as long as a queued lease)."""
@@ -118,11 +117,7 @@ class Ledger:
             self._keys.entry_prefix, time.time(), leases.running_s, leases.max_attempts,
         ]  # fmt: skip
         reply = run_script(self._client, "take_for_ingest", keys, args)
-        taken = [reply[i : i + 4] for i in range(0, len(reply), 4)]
-        return [
-            (entry_id, StageStart(verdict, detail, FeedEntry.from_json(entry) if entry else None))
-            for entry_id, verdict, detail, entry in taken
-        ]
+        return [(reply[i], _stage_start(reply[i + 1 : i + 4])) for i in range(0, len(reply), 4)]
 
     def return_taken(self, task_id: str) -> list[str]:
         """Put back at the head of their hosts' queues what an earlier delivery of
@@ -220,3 +215,11 @@ class Ledger:
 def new_token() -> str:
     """A unique token for one claim call."""
     return uuid.uuid4().hex
+
+
+def _stage_start(reply: list[Any]) -> StageStart:
+    """Decode start_entry.lua's answer: verdict, detail, entry JSON (or nil), and after
+    them, from start_stage.lua with a page key, the handed page's url, time and html."""
+    entry = FeedEntry.from_json(reply[2]) if len(reply) > 2 and reply[2] else None
+    page = HandedPage(*reply[3:6]) if len(reply) > 5 and reply[5] is not None else None
+    return StageStart(reply[0], reply[1], entry, page)
