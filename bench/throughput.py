@@ -497,10 +497,11 @@ def rss_sample(rt: Runtime, procs: WorkerProcesses, started: float) -> dict[str,
 
 def run_until_done(
     rt: Runtime, procs: WorkerProcesses, feed_ids: list[str], entries: int, timeout_s: float
-) -> tuple[float, list[dict[str, Any]]]:
+) -> tuple[float, float, list[dict[str, Any]]]:
     """Poll every feed now; wait until all entries ended and the pipeline drained.
-    Returns the seconds that took and a memory sample every RSS_EVERY_S."""
-    started = time.monotonic()
+    Returns when it started (epoch seconds), the seconds it took, and a memory sample
+    every RSS_EVERY_S."""
+    started, started_wall = time.monotonic(), time.time()
     for feed_id in feed_ids:
         request_poll(rt, feed_id)
     deadline = started + timeout_s
@@ -513,7 +514,7 @@ def run_until_done(
         time.sleep(0.1)  # an end found up to 0.1 s late: <1% of a run of 10 s or more
     elapsed = time.monotonic() - started
     samples.append(rss_sample(rt, procs, started))
-    return elapsed, samples
+    return started_wall, elapsed, samples
 
 
 def stream_entries(rt: Runtime, stream: str) -> list[tuple[str, dict[str, str]]]:
@@ -542,6 +543,31 @@ def outcomes(rt: Runtime, site: list[list[Served]], base_url: str) -> dict[str, 
         "deadletter_reasons": dict(reasons),
         "published_with_marker": marked,
         "published_marker_missing": unmarked,
+    }
+
+
+def timeline(rt: Runtime, started_wall: float, elapsed: float) -> dict[str, float]:
+    """When entries ended (their stream ids are the server's clock in ms), in seconds
+    from the first poll: the first, 10%, 50%, 90%, the last; and the rate between 10%
+    and 90%, the steady state without the start (feeds parsed, first pages fetched)
+    and the end (the last pages of one process while the other has none)."""
+    ms = sorted(
+        int(sid.split("-")[0])
+        for stream in (rt.keys.articles, rt.keys.duplicates, rt.keys.deadletter)
+        for sid, _fields in stream_entries(rt, stream)
+    )
+    if len(ms) < 10:
+        return {}
+    at = [(m / 1000 - started_wall) for m in ms]
+    low, high = at[len(at) // 10], at[len(at) * 9 // 10]
+    return {
+        "first_s": round(at[0], 2),
+        "p10_s": round(low, 2),
+        "p50_s": round(at[len(at) // 2], 2),
+        "p90_s": round(high, 2),
+        "last_s": round(at[-1], 2),
+        "drained_s": round(elapsed, 2),
+        "steady_entries_per_s": round((len(at) * 9 // 10 - len(at) // 10) / (high - low), 2),
     }
 
 
@@ -634,7 +660,9 @@ def pipeline(
         accounts.begin()
         kernel_before = kernel_snapshot(accounts.trees)
         entries = sum(len(pages) for pages in site)
-        elapsed, rss_samples = run_until_done(rt, procs, feed_ids, entries, args.timeout)
+        started_wall, elapsed, rss_samples = run_until_done(
+            rt, procs, feed_ids, entries, args.timeout
+        )
         cpu = accounts.used()
         kernel = kernel_figures(kernel_before, kernel_snapshot(accounts.trees), cpu, entries)
         figures = {
@@ -658,6 +686,7 @@ def pipeline(
         figures["extraction_share"] = round(
             figures["extraction_cpu_ms_per_page"] / figures["cpu_ms_per_entry"]["total"], 3
         )
+        figures["timeline"] = timeline(rt, started_wall, elapsed)
         figures["valkey_us_per_entry"] = valkey_time(rt, entries)
         figures["valkey_calls_per_entry"] = valkey_calls(rt, entries)
 
@@ -792,7 +821,8 @@ def report(result: dict[str, Any], as_json: bool) -> None:
     print(
         f"ratio pipeline/limit: {result['ratio']} (vs measured {result['cores']} processes: "
         f"{result['ratio_parallel']}; cpu-time ratio, extraction ms per page / pipeline ms "
-        f"per entry: {result['ratio_cpu']})"
+        f"per entry: {result['ratio_cpu']}; between 10% and 90% of the entries, without "
+        f"start and end: {result['ratio_steady']})"
     )
 
 
@@ -822,6 +852,7 @@ def report_pipeline(result: dict[str, Any]) -> None:
         f"{run['extraction_cpu_ms_per_page']} ms CPU a page, "
         f"{run['extraction_share']:.0%} of the pipeline's"
     )
+    print(f"  entries ended by (s from the first poll): {run['timeline']}")
     print(f"  valkey us per entry by command: {run['valkey_us_per_entry']}")
     print(f"  valkey calls per entry by command: {run['valkey_calls_per_entry']}")
     if "script_us_per_entry" in run:
@@ -928,6 +959,9 @@ def measure(
         "ratio": round(run["entries_per_s"] / limit["limit_pages_per_s"], 3),
         "ratio_parallel": round(run["entries_per_s"] / limit["parallel_pages_per_s"], 3),
         "ratio_cpu": round(limit["extract_cpu_ms_per_page"] / run["cpu_ms_per_entry"]["total"], 3),
+        "ratio_steady": round(
+            run["timeline"].get("steady_entries_per_s", 0.0) / limit["limit_pages_per_s"], 3
+        ),
     }
 
 
@@ -943,6 +977,7 @@ def medians(results: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": len(results),
         "ratio": spread([r["ratio"] for r in results]),
         "ratio_cpu": spread([r["ratio_cpu"] for r in results]),
+        "ratio_steady": spread([r["ratio_steady"] for r in results]),
         "entries_per_s": spread([run["entries_per_s"] for run in runs]),
         "extraction_share": spread([run["extraction_share"] for run in runs]),
     }
