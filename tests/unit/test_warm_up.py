@@ -11,12 +11,35 @@ from worker.extract.document import warm_up
 warm_up()
 from htmldate.extractors import month_words
 from trafilatura import external
-print(month_words.cache_info().currsize, len(external.JT_STOPLIST or ()))
+import tld.utils
+print(month_words.cache_info().currsize, len(external.JT_STOPLIST or ()),
+      sum(trie is not None for trie in tld.utils.tld_names.values()))
 """
 
 
-def test_warm_up_leaves_month_names_and_stoplists_loaded() -> None:
+def test_warm_up_leaves_month_names_stoplists_and_suffixes_loaded() -> None:
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
-    month_names, stoplists = (int(n) for n in out.stdout.split())
+    month_names, stoplists, suffix_lists = (int(n) for n in out.stdout.split())
     assert month_names == 1  # every dateparser locale read once, in the parent
     assert stoplists > 1000  # the words of every justext stoplist
+    assert suffix_lists == 1  # the public-suffix list, which courlan reads through tld
+
+
+KEPT = """
+from worker.extract.article import release_memory
+from worker.extract.document import warm_up
+import justext.core
+from trafilatura.utils import line_processing
+warm_up()
+before = justext.core.define_stoplist.cache_info().currsize
+release_memory()
+print(before, justext.core.define_stoplist.cache_info().currsize,
+      line_processing.cache_info().currsize)
+"""
+
+
+def test_release_memory_keeps_the_stopword_set_and_drops_the_rest() -> None:
+    out = subprocess.run([sys.executable, "-c", KEPT], capture_output=True, text=True, check=True)
+    before, after, lines = (int(n) for n in out.stdout.split())
+    assert before == after == 1  # built once in warm_up, not again after every reset
+    assert lines == 0  # trafilatura's own caches are still emptied
