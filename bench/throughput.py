@@ -43,6 +43,10 @@ thread counted); the server's time and number of commands per entry, by command
 (io, the cpu pool parent, each pool child) and the RSS of each every second (a long
 run, ``--articles 5000``, shows whether it stays flat across trafilatura cache resets and
 pool recycling); the outcome counts and whether each published text carries its marker.
+When the entries ended, from their stream ids (the server's clock): the first, 10%, 50%,
+90% and the last, and the ratio between 10% and 90% of them (``ratio_steady``), which
+leaves out the start (feeds parsed, first pages fetched) and the end; a diagnosis, not
+the target.
 The machine is small and noisy: compare figures of one run, not across runs, or measure
 several times (``--repeat N``: each run in a process of its own, then the medians, with
 min and max, of the ratios, the rate and extraction's share of the pipeline's CPU).
