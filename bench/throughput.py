@@ -571,7 +571,9 @@ def timeline(rt: Runtime, started_wall: float, elapsed: float) -> dict[str, floa
         "p90_s": round(high, 2),
         "last_s": round(at[-1], 2),
         "drained_s": round(elapsed, 2),
-        "steady_entries_per_s": round((len(at) * 9 // 10 - len(at) // 10) / (high - low), 2),
+        "steady_entries_per_s": round(
+            (len(at) * 9 // 10 - len(at) // 10) / max(high - low, 1e-3), 2
+        ),
     }
 
 
