@@ -4,8 +4,9 @@
 -- KEYS[6] the handed-over page  KEYS[7] handed ZSET
 -- ARGV[1] entry id  ARGV[2] reason  ARGV[3] message JSON  ARGV[4] ttl  ARGV[5] MAXLEN
 -- Returns the dead-letter stream id, or '' if the entry had already ended.
+-- include: ended
 local state = redis.call('HGET', KEYS[2], 'state')
-if state == 'published' or state == 'duplicate' or state == 'unchanged' or state == 'failed' then
+if ended(state) then
   return ''
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*',

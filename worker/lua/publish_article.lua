@@ -25,9 +25,10 @@
 --
 -- Returns {'done', state} | {'unchanged', id} | {'duplicate', original id, similarity}
 --       | {'article', stream id, revision}
+-- include: ended
 
 local state = redis.call('HGET', KEYS[5], 'state')
-if state == 'published' or state == 'duplicate' or state == 'unchanged' or state == 'failed' then
+if ended(state) then
   return {'done', state}
 end
 

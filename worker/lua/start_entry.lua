@@ -3,12 +3,13 @@
 -- entry ended. Returns verdict, detail, entry JSON: 'go' (detail: the attempt), 'done'
 -- (detail: its state), 'exhausted' (detail: the attempts made) or 'missing'.
 -- Included by start_stage.lua and take_for_ingest.lua (worker/lua/__init__.py).
+-- include: ended
 local function start_entry(entry_key, inflight_key, id, now, lease_s, max_attempts, stage)
   local state = redis.call('HGET', entry_key, 'state')
   if not state then
     return 'missing', '', false
   end
-  if state == 'published' or state == 'duplicate' or state == 'unchanged' or state == 'failed' then
+  if ended(state) then
     return 'done', state, false
   end
   local entry = redis.call('HGET', entry_key, 'entry')
