@@ -5,7 +5,11 @@ What is measured, in one run:
 1. Pipeline rate. A private embedded valkey (``EmbeddedServer``, temp dir), real worker
    processes (``WorkerProcesses``: an io worker with a thread pool, a cpu worker with a
    prefork pool of ``cores`` processes), and a loopback HTTP server in its own process
-   (asyncio, pages pre-loaded in memory, optional per-page delay). The aeb corpus pages
+   (asyncio, pages pre-loaded in memory, optional per-page delay) listening on
+   ``--hosts`` loopback addresses (127.0.0.10, .11, ...), each a host of its own to the
+   per-host politeness budget, set by default as DESIGN.md sets it for a benchmark (8
+   requests in flight to a host, no delay between starts); the feeds spread over the
+   hosts in turn, each feed's pages on its own host. The aeb corpus pages
    (``../shared/corpus/aeb``) are served under ``--feeds`` RSS feeds; a page is served
    under several URLs when more articles than pages are asked for. Identical text under
    two URLs would end as an exact duplicate (``news:duplicates``), so every copy gets a
@@ -121,6 +125,7 @@ class BasePage:
 class Served:
     """One article URL path, its body, and the marker its text must carry (if any)."""
 
+    feed: int  # its feed, whose host serves it
     path: str
     body: bytes
     marker: str | None
@@ -180,7 +185,7 @@ def build_site(bases: list[BasePage], feeds: int, articles: int) -> list[list[Se
         base = bases[n % len(bases)]
         marker = marker_for(feed, item) if base.anchor is not None else None
         body = base.raw if marker is None else insert_marker(base.raw, base.anchor or 0, marker)
-        site[feed].append(Served(f"/f{feed:03d}/a{item:04d}.html", body, marker))
+        site[feed].append(Served(feed, f"/f{feed:03d}/a{item:04d}.html", body, marker))
     return site
 
 
@@ -201,11 +206,21 @@ def feed_path(feed: int) -> str:
     return f"/f{feed:03d}/feed.xml"
 
 
-def routes_for(site: list[list[Served]], base_url: str) -> dict[str, tuple[str, bytes]]:
+def routes_for(site: list[list[Served]], origins: list[str]) -> dict[str, tuple[str, bytes]]:
+    """Every path, the same on every host (a feed and its pages name its own host)."""
     routes = {p.path: (CONTENT_TYPE, p.body) for pages in site for p in pages}
     for feed, pages in enumerate(site):
-        routes[feed_path(feed)] = ("application/rss+xml", rss(base_url, feed, pages))
+        routes[feed_path(feed)] = ("application/rss+xml", rss(origin(origins, feed), feed, pages))
     return routes
+
+
+def origin(origins: list[str], feed: int) -> str:
+    """The host serving ``feed`` and its pages: feeds spread over the hosts in turn."""
+    return origins[feed % len(origins)]
+
+
+def page_url(origins: list[str], page: Served) -> str:
+    return f"{origin(origins, page.feed)}{page.path}"
 
 
 # --- the loopback HTTP server (its own process) ----------------------------------------
@@ -239,33 +254,44 @@ async def _respond(
         writer.close()
 
 
-def _serve(sock: socket.socket, routes: dict[str, tuple[str, bytes]], delay_s: float) -> None:
+def _serve(
+    socks: list[socket.socket], routes: dict[str, tuple[str, bytes]], delay_s: float
+) -> None:
     async def main() -> None:
-        server = await asyncio.start_server(
-            lambda r, w: _respond(r, w, routes, delay_s), sock=sock, limit=1 << 16
-        )
-        await server.serve_forever()
+        servers = [
+            await asyncio.start_server(
+                lambda r, w: _respond(r, w, routes, delay_s), sock=sock, limit=1 << 16
+            )
+            for sock in socks
+        ]
+        await asyncio.gather(*(server.serve_forever() for server in servers))
 
     asyncio.run(main())
 
 
 class LoopbackServer:
-    """A listening socket on 127.0.0.1 handed to a forked server process."""
+    """Listening sockets on ``hosts`` loopback addresses (127.0.0.10, .11, ...: each its
+    own host to the politeness budget), served by one forked process."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
+    def __init__(self, hosts: int) -> None:
+        self.socks = [self._listen(f"127.0.0.{10 + i}") for i in range(hosts)]
         self.process: multiprocessing.process.BaseProcess | None = None
 
+    @staticmethod
+    def _listen(address: str) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, 0))
+        sock.listen(1024)
+        return sock
+
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+    def origins(self) -> list[str]:
+        return [f"http://{host}:{port}" for host, port in (s.getsockname() for s in self.socks)]
 
     def start(self, routes: dict[str, tuple[str, bytes]], delay_s: float) -> int:
         ctx = multiprocessing.get_context("fork")  # routes are inherited, not pickled
-        self.process = ctx.Process(target=_serve, args=(self.sock, routes, delay_s), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(self.socks, routes, delay_s), daemon=True)
         self.process.start()
         return int(self.process.pid or 0)
 
@@ -277,7 +303,8 @@ class LoopbackServer:
 
     def close(self) -> None:
         self.stop_serving()
-        self.sock.close()
+        for sock in self.socks:
+            sock.close()
 
 
 # --- process accounting ----------------------------------------------------------------
@@ -423,8 +450,8 @@ def bench_settings(redis_url: str, data_dir: Path, args: argparse.Namespace) -> 
         key_prefix=f"bench{tag}",
         stream_prefix=f"bench{tag}:news",
         allow_private_hosts=True,
-        host_concurrency=64,
-        host_delay_s=0.0,
+        host_concurrency=args.host_concurrency,
+        host_delay_s=args.host_delay_s,
         feeds_file=None,
         seed_on_start=False,
         **{"cpu_concurrency": args.cores, **extra},
@@ -526,10 +553,10 @@ def stream_entries(rt: Runtime, stream: str) -> list[tuple[str, dict[str, str]]]
     return cast(list[tuple[str, dict[str, str]]], rt.client.xrange(stream, "-", "+"))
 
 
-def outcomes(rt: Runtime, site: list[list[Served]], base_url: str) -> dict[str, Any]:
+def outcomes(rt: Runtime, site: list[list[Served]], origins: list[str]) -> dict[str, Any]:
     """Outcome counts, dead-letter reasons, and marker checks of published texts."""
     stats = rt.client.hgetall(rt.keys.stats)
-    expected = {f"{base_url}{p.path}": p.marker for pages in site for p in pages}
+    expected = {page_url(origins, p): p.marker for pages in site for p in pages}
     marked = unmarked = 0
     for _sid, fields in stream_entries(rt, rt.keys.articles):
         message = json.loads(fields["data"])
@@ -618,8 +645,8 @@ def script_time(rt: Runtime, entries: int) -> dict[str, float]:
     return {name: round(us / entries, 1) for name, us in usec.most_common()}
 
 
-def register(rt: Runtime, base_url: str, feeds: int) -> list[str]:
-    return [rt.registry.add(f"{base_url}{feed_path(f)}").feed_id for f in range(feeds)]
+def register(rt: Runtime, origins: list[str], feeds: int) -> list[str]:
+    return [rt.registry.add(f"{origin(origins, f)}{feed_path(f)}").feed_id for f in range(feeds)]
 
 
 def cpu_per_entry(cpu: dict[str, float], entries: int) -> dict[str, float]:
@@ -643,8 +670,8 @@ def pipeline(
     args: argparse.Namespace, site: list[list[Served]], workdir: Path, http: LoopbackServer
 ) -> dict[str, Any]:
     """Serve, start valkey and workers, ingest every feed once; return the figures."""
-    base_url = http.base_url
-    http_pid = http.start(routes_for(site, base_url), args.delay_ms / 1000)
+    origins = http.origins
+    http_pid = http.start(routes_for(site, origins), args.delay_ms / 1000)
     redis_server = EmbeddedServer.start(workdir)
     procs: WorkerProcesses | None = None
     try:
@@ -655,7 +682,7 @@ def pipeline(
         procs = start_workers(rt, settings, workdir / "workers.log")
         if args.script_times:
             log_every_command(rt)
-        feed_ids = register(rt, base_url, len(site))
+        feed_ids = register(rt, origins, len(site))
         accounts = Accounts(
             {
                 "http_server": http_pid,
@@ -673,7 +700,9 @@ def pipeline(
         kernel = kernel_figures(kernel_before, kernel_snapshot(accounts.trees), cpu, entries)
         figures = {
             "entries": entries,
-            "base_url": base_url,
+            "hosts": len(origins),
+            "host_concurrency": settings.host_concurrency,
+            "host_delay_s": settings.host_delay_s,
             "elapsed_s": round(elapsed, 2),
             "entries_per_s": round(entries / elapsed, 2),
             "io_concurrency": settings.io_concurrency,
@@ -683,7 +712,7 @@ def pipeline(
             "cpu_available_s": round(elapsed * (os.cpu_count() or 1), 2),
             "peak_rss_mb": worker_memory(procs),
             "rss_samples": rss_samples,
-            **outcomes(rt, site, base_url),
+            **outcomes(rt, site, origins),
         }
         figures["articles_per_s"] = round(figures["published"] / elapsed, 2)
         figures["cpu_ms_per_entry"] = cpu_per_entry(cpu, entries)
@@ -738,7 +767,7 @@ def timed_parallel(count: int, cores: int) -> tuple[float, dict[str, float]]:
         return time.perf_counter() - started, accounts.used()
 
 
-def extraction_limit(site: list[list[Served]], base_url: str, cores: int) -> dict[str, Any]:
+def extraction_limit(site: list[list[Served]], origins: list[str], cores: int) -> dict[str, Any]:
     """Single-process extract_page rate on the served pages, and ``cores`` processes' rate.
 
     Rates by wall time, and by CPU time (pages / CPU seconds of the extracting
@@ -746,7 +775,7 @@ def extraction_limit(site: list[list[Served]], base_url: str, cores: int) -> dic
     trafilatura's caches are emptied before each timed pass (worker children start cold).
     """
     _PAGES[:] = [
-        (decode_html(p.body, CONTENT_TYPE), f"{base_url}{p.path}") for pages in site for p in pages
+        (decode_html(p.body, CONTENT_TYPE), page_url(origins, p)) for pages in site for p in pages
     ]
     count = len(_PAGES)
     _extract_one(0)  # lazy imports
@@ -783,6 +812,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--feeds", type=int, default=20)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="per-page response delay")
+    parser.add_argument(
+        "--hosts", type=int, default=8, help="loopback addresses the feeds spread over"
+    )
+    parser.add_argument(
+        "--host-concurrency",
+        type=int,
+        default=8,
+        help="requests in flight to one host (NEWSWIRE_HOST_CONCURRENCY; DESIGN.md: 8)",
+    )
+    parser.add_argument(
+        "--host-delay-s",
+        type=float,
+        default=0.0,
+        help="seconds between request starts to one host (NEWSWIRE_HOST_DELAY_S; DESIGN.md: 0)",
+    )
     parser.add_argument(
         "--cores", type=int, default=os.cpu_count() or 1, help="cores the limit counts"
     )
@@ -836,7 +880,9 @@ def report_pipeline(result: dict[str, Any]) -> None:
     run = result["pipeline"]
     print(
         f"code {result['revision']}, delay {result['delay_ms']:.0f} ms, {run['entries']} "
-        f"entries in {result['feeds']} feeds, io threads {run['io_concurrency']}, "
+        f"entries in {result['feeds']} feeds on {run['hosts']} hosts (at most "
+        f"{run['host_concurrency']} requests in flight to each, {run['host_delay_s']} s "
+        f"between starts), io threads {run['io_concurrency']}, "
         f"cpu processes {run['cpu_concurrency']}, {run['article_path']} article path"
     )
     print(
@@ -941,11 +987,11 @@ def measure(
         # machine's speed drifts (it shares its host), and a drift would otherwise
         # land on one side of the ratio only.
         quiet(args)
-        before = extraction_limit(limit_site, http.base_url, args.cores)
+        before = extraction_limit(limit_site, http.origins, args.cores)
         quiet(args)
         run = pipeline(args, site, workdir, http)
         quiet(args)
-        after = extraction_limit(limit_site, http.base_url, args.cores)
+        after = extraction_limit(limit_site, http.origins, args.cores)
     finally:
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)
@@ -1016,7 +1062,7 @@ def main(argv: list[str] | None = None) -> int:
         return repeated(argv, args)
     bases = load_bases(args.corpus, min(args.articles, 181))
     site = build_site(bases, args.feeds, args.articles)
-    http = LoopbackServer()
+    http = LoopbackServer(args.hosts)
     try:
         result = measure(args, site, bases, http)
     finally:
