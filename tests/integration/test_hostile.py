@@ -7,6 +7,7 @@ import gzip
 import time
 import zlib
 
+import brotli
 import psutil
 import pytest
 
@@ -35,6 +36,11 @@ def gzip_bomb(decoded_mb: int = 200) -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     zeros = b"\0" * (1 << 20)
     return b"".join(packer.compress(zeros) for _ in range(decoded_mb)) + packer.flush()
+
+
+def brotli_bomb(decoded_mb: int = 200) -> bytes:
+    """brotli of ``decoded_mb`` MB of zeros (a few hundred bytes)."""
+    return brotli.compress(b"\0" * (decoded_mb << 20), quality=5)
 
 
 def nested_tags(size: int) -> bytes:
@@ -74,6 +80,8 @@ def tree_rss(pid: int) -> int:
 HOSTILE = {
     "gzip-bomb": ("body_too_large", lambda room: Route(
         body=gzip_bomb(), headers={"Content-Encoding": "gzip"})),
+    "brotli-bomb": ("body_too_large", lambda room: Route(
+        body=brotli_bomb(), headers={"Content-Encoding": "br"})),
     "endless": ("body_too_large", lambda room: Route(behaviour=endless_body)),
     "drip": ("deadline_exceeded", lambda room: Route(behaviour=slow_drip)),
     "loop": ("redirect_loop", lambda room: redirect("/hostile/loop2.html")),

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import gzip
+import tracemalloc
 import zlib
 
+import brotli
 import pytest
 
 from worker.errors import PermanentFetchError
@@ -21,18 +23,54 @@ def test_gzip_bomb_stops_at_the_cap() -> None:
     assert info.value.reason == "body_too_large"
 
 
-def test_gzip_and_deflate_within_cap() -> None:
-    text = b"<p>hello</p>" * 1000
-    assert read_capped(chunks(gzip.compress(text)), BoundedDecoder("gzip", 1 << 20, "u")) == text
-    assert read_capped(chunks(zlib.compress(text)), BoundedDecoder("deflate", 1 << 20, "u")) == text
+def test_brotli_bomb_stops_at_the_cap_without_inflating_it() -> None:
+    bomb = brotli.compress(b"\0" * 200_000_000, quality=9)
+    assert len(bomb) < 10_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(PermanentFetchError) as info:
+            read_capped(chunks(bomb, 1024), BoundedDecoder("br", 1_000_000, "http://x/"))
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.reason == "body_too_large"
+    assert peak < 4_000_000  # the bomb was never inflated past the cap
+
+
+def test_every_encoding_within_cap() -> None:
+    text = b"<p>hello</p>" * 100_000  # 1.2 MB: brotli's output comes in several limits
+    for encoding, packed in [
+        ("gzip", gzip.compress(text)),
+        ("deflate", zlib.compress(text)),
+        ("br", brotli.compress(text)),
+    ]:
+        assert read_capped(chunks(packed, 100), BoundedDecoder(encoding, 2 << 20, "u")) == text
+
+
+def test_body_at_exactly_the_cap_passes() -> None:
+    text = b"a" * 50_000
+    for encoding, packed in [
+        ("", text),
+        ("gzip", gzip.compress(text)),
+        ("br", brotli.compress(text)),
+    ]:
+        assert read_capped(chunks(packed, 7), BoundedDecoder(encoding, 50_000, "u")) == text
+        with pytest.raises(PermanentFetchError):
+            read_capped(chunks(packed, 7), BoundedDecoder(encoding, 49_999, "u"))
 
 
 def test_identity_cap_and_unknown_encoding() -> None:
     with pytest.raises(PermanentFetchError):
         read_capped(chunks(b"x" * 2000, 100), BoundedDecoder("", 1000, "u"))
     with pytest.raises(PermanentFetchError) as info:
-        BoundedDecoder("br", 1000, "u")
+        BoundedDecoder("zstd", 1000, "u")
     assert info.value.reason == "unsupported_encoding"
+
+
+def test_corrupt_brotli_is_a_decode_error() -> None:
+    with pytest.raises(PermanentFetchError) as info:
+        read_capped([b"\xff\xff\xff\xff garbage"], BoundedDecoder("br", 1000, "u"))
+    assert info.value.reason == "decode_error"
 
 
 def test_corrupt_gzip_is_a_decode_error() -> None:

@@ -1,7 +1,8 @@
 """Turn a raw response body into bytes and text under our caps.
 
-HTTP clients and trafilatura decompress without a bound (reliability.md), so we ask
-only for gzip/deflate and inflate chunk by chunk with ``max_length``.
+HTTP clients and trafilatura decompress without a bound (reliability.md), so we inflate
+gzip, deflate and brotli ourselves, chunk by chunk, never producing more than the cap
+allows: zlib's ``max_length``, brotli's ``output_buffer_limit`` (brotli 1.2).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import re
 import zlib
 from collections.abc import Iterable
 
+import brotli
 from charset_normalizer import from_bytes
 
 from worker.errors import PermanentFetchError
 
-ACCEPT_ENCODING = "gzip, deflate"
+ACCEPT_ENCODING = "gzip, deflate, br"
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -34,31 +36,52 @@ class BoundedDecoder:
         self._url = url
         self._max = max_bytes
         self._size = 0
-        if encoding in ("", "identity"):
-            self._zlib = None
-        elif encoding in ("gzip", "x-gzip"):
+        self._zlib: zlib._Decompress | None = None
+        self._brotli: brotli.Decompressor | None = None
+        if encoding in ("gzip", "x-gzip"):
             self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
             self._zlib = zlib.decompressobj()
-        else:
+        elif encoding == "br":
+            self._brotli = brotli.Decompressor()
+        elif encoding not in ("", "identity"):
             raise PermanentFetchError("unsupported_encoding", url, f"Content-Encoding {encoding}")
 
     def feed(self, chunk: bytes) -> bytes:
         """Return the decoded bytes of one raw chunk."""
-        if self._zlib is None:
-            return self._count(chunk)
-        out = bytearray()
-        data = chunk
         try:
-            while data:
-                piece = self._zlib.decompress(data, self._max - self._size + 1)
-                out += self._count(piece)
-                data = self._zlib.unconsumed_tail
-        except zlib.error as exc:
+            if self._zlib is not None:
+                return self._inflate(self._zlib, chunk)
+            if self._brotli is not None:
+                return self._unbrotli(self._brotli, chunk)
+        except (zlib.error, brotli.error) as exc:
             raise PermanentFetchError(
                 "decode_error", self._url, f"bad compressed body: {exc}"
             ) from None
+        return self._count(chunk)
+
+    def _inflate(self, inflater: zlib._Decompress, chunk: bytes) -> bytes:
+        out = bytearray()
+        data = chunk
+        while data:
+            out += self._count(inflater.decompress(data, self._room()))
+            data = inflater.unconsumed_tail
         return bytes(out)
+
+    def _unbrotli(self, decompressor: brotli.Decompressor, chunk: bytes) -> bytes:
+        # Past the limit, brotli keeps the rest of its output for calls with no input,
+        # one limit's worth at a time, until it can take input again.
+        out = bytearray(self._count(decompressor.process(chunk, output_buffer_limit=self._room())))
+        while not decompressor.can_accept_more_data():
+            piece = decompressor.process(b"", output_buffer_limit=self._room())
+            if not piece:
+                break
+            out += self._count(piece)
+        return bytes(out)
+
+    def _room(self) -> int:
+        """Output to ask for at most: one byte past the cap is enough to refuse the body."""
+        return self._max - self._size + 1
 
     def _count(self, piece: bytes) -> bytes:
         self._size += len(piece)
