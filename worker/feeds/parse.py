@@ -8,20 +8,18 @@ vehicle of entity-expansion attacks that feedparser's loose parser does not stop
 
 from __future__ import annotations
 
-import calendar
 import io
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
 import lxml.html
-from feedparser.datetimes import _parse_date
 from lxml import etree
 
+from worker.dates import iso_from_struct, iso_from_text
 from worker.errors import FeedError
 
 _DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*(\[.*?\])?\s*>", re.I | re.S)
@@ -189,7 +187,7 @@ def _sitemap_item(node: Any, base: str) -> FeedItem:
     return FeedItem(
         link=urljoin(base, _text(node, "loc")) if _text(node, "loc") else "",
         title=title,
-        published=_iso_text(date),
+        published=iso_from_text(date),
         tags=[k.strip() for k in keywords.split(",") if k.strip()],
         language=language or None,
     )
@@ -221,8 +219,8 @@ def _xml_item(entry: Any, base: str) -> FeedItem:
         summary=html_to_text(summary),
         authors=_authors(entry),
         # dict.get: FeedParserDict maps a missing updated_parsed to published_parsed
-        published=_iso(dict.get(entry, "published_parsed")),
-        updated=_iso(dict.get(entry, "updated_parsed")),
+        published=iso_from_struct(dict.get(entry, "published_parsed")),
+        updated=iso_from_struct(dict.get(entry, "updated_parsed")),
         tags=[t.get("term", "").strip() for t in entry.get("tags", []) if t.get("term")],
         image=_image(entry),
     )
@@ -254,8 +252,8 @@ def _json_item(item: dict[str, Any], base: str) -> FeedItem:
         title=str(item.get("title") or ""),
         summary=text or str(item.get("summary") or ""),
         authors=[str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")],
-        published=_iso_text(item.get("date_published")),
-        updated=_iso_text(item.get("date_modified")),
+        published=iso_from_text(item.get("date_published")),
+        updated=iso_from_text(item.get("date_modified")),
         tags=[str(t) for t in item.get("tags", []) if t],
         image=item.get("image") or item.get("banner_image"),
     )
@@ -292,19 +290,3 @@ def _image(entry: Any) -> str | None:
         if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
             return str(link.get("href"))
     return None
-
-
-def _iso(parsed: time.struct_time | None) -> str | None:
-    if not parsed:
-        return None
-    try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(calendar.timegm(parsed)))
-    except (OverflowError, ValueError):
-        return None
-
-
-def _iso_text(value: Any) -> str | None:
-    if not value:
-        return None
-    parsed = _parse_date(str(value))  # the date parser feedparser uses for XML feeds
-    return _iso(parsed)
