@@ -44,6 +44,7 @@ class ExtractedPage:
     title: str | None = None
     authors: list[str] = field(default_factory=list)
     published: str | None = None
+    updated: str | None = None
     sitename: str | None = None
     language: str | None = None
     description: str | None = None

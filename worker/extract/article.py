@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 
 import justext.core
 import trafilatura
 from trafilatura.meta import reset_caches
 
+from worker.dates import iso_from_text
 from worker.dedup.canonical import same_site
-from worker.model import ExtractedPage
+from worker.model import ExtractedPage, utc_iso
 
 _HTML_LANG = re.compile(
     r"""<html[^>]*?\slang\s*=\s*["']?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?)""", re.I
@@ -22,6 +24,14 @@ _HTML_LANG = re.compile(
 _OG_LOCALE = re.compile(
     r"""<meta[^>]+property\s*=\s*["']og:locale["'][^>]+content\s*=\s*["']([A-Za-z]{2,3})""", re.I
 )
+# Where pages state when they were last changed, most trusted first: the article's meta
+# tag, schema.org data in JSON-LD, Open Graph, schema.org microdata. On the 181 corpus
+# pages, 136 give a usable date this way, at ~0.1 ms a page (the plain string searches
+# dominate; a case-insensitive regex over the page took twice as long).
+_UPDATED_KEYS = ("article:modified_time", '"dateModified"', "og:updated_time", "dateModified")
+_TAG_DATE = re.compile(r"""\b(?:content|datetime)\s*=\s*["']\s*([^"']+?)\s*["']""", re.I)
+_JSON_DATE = re.compile(r'"\s*:\s*"([^"]+)"')
+EARLIEST_DATE = "1995-01-01"  # htmldate's bound too: earlier "dates" are template defaults
 
 
 def extract_page(html: str, url: str) -> ExtractedPage:
@@ -34,14 +44,16 @@ def extract_page(html: str, url: str) -> ExtractedPage:
         include_tables=True,
     )
     language = page_language(html)
+    updated = page_updated(html)
     if doc is None:
-        return ExtractedPage(language=language)
+        return ExtractedPage(language=language, updated=updated)
     canonical = doc.url if doc.url and same_site(doc.url, url) else None
     return ExtractedPage(
         text=without_headline((doc.text or "").strip(), doc.title),
         title=doc.title or None,
         authors=split_list(doc.author, ";"),
         published=doc.date or None,
+        updated=updated,
         sitename=doc.sitename or None,
         language=doc.language or language,
         description=doc.description or None,
@@ -56,6 +68,34 @@ def page_language(html: str) -> str | None:
     head = html[:16_384]
     match = _HTML_LANG.search(head) or _OG_LOCALE.search(head)
     return match.group(1).replace("_", "-").lower() if match else None
+
+
+def page_updated(html: str) -> str | None:
+    """When the page says it was last modified (ISO 8601 UTC), if it says so credibly."""
+    for key in _UPDATED_KEYS:
+        position = html.find(key)
+        while position >= 0:
+            value = _date_at(html, key, position)
+            if value and (iso := plausible_date(iso_from_text(value))):
+                return iso
+            position = html.find(key, position + len(key))
+    return None
+
+
+def _date_at(html: str, key: str, position: int) -> str | None:
+    if key.startswith('"'):  # a JSON key: its value follows
+        match = _JSON_DATE.match(html, position + len(key) - 1)
+    else:  # an attribute value: the date is the tag's content= or datetime=
+        start, end = html.rfind("<", 0, position), html.find(">", position)
+        match = _TAG_DATE.search(html, start, end) if start >= 0 and end >= 0 else None
+    return match.group(1) if match else None
+
+
+def plausible_date(iso: str | None) -> str | None:
+    """``iso`` unless it is before EARLIEST_DATE or more than a day ahead of now."""
+    if iso is None or iso < EARLIEST_DATE or iso > utc_iso(time.time() + 86_400):
+        return None
+    return iso
 
 
 def without_headline(text: str, title: str | None) -> str:

@@ -3,7 +3,9 @@
 Precedence, field by field: the page wins where it has a value, the feed fills gaps
 (language: the page's declaration, the feed's, then detection from the text).
 Two exceptions: ``published`` keeps the feed's timestamp when the page gives only the
-same day (pages rarely carry a time), and tags are the union of both.
+same day (pages rarely carry a time), and tags are the union of both. ``updated`` is
+the page's last-modified time (meta tags, JSON-LD), else the feed's, and is dropped
+when it comes before ``published``.
 Text: the page's body if it has at least ``min_chars`` characters, else whichever of
 page and feed text is longer; ``extraction`` says which one ("page" or "feed"). Text
 shorter than ``min_publish`` characters is no article at all (a stub, a consent wall).
@@ -37,6 +39,17 @@ def merge_published(page_date: str | None, feed_date: str | None) -> str | None:
     return feed_date
 
 
+def merge_updated(
+    page_date: str | None, feed_date: str | None, published: str | None
+) -> str | None:
+    """The page's last-modified time, else the feed's; never one before ``published``
+    (a template's stale date, or a feed that stamps the first version)."""
+    for candidate in (page_date, feed_date):
+        if candidate and (published is None or candidate >= published):
+            return candidate
+    return None
+
+
 def build_article(
     entry: FeedEntry,
     page: ExtractedPage,
@@ -52,6 +65,7 @@ def build_article(
             "no_content", entry.url, f"{len(text.strip())} characters of text from page and feed"
         )
     canonical = canonical_url(page.canonical_url or fetched_url or entry.url)
+    published = merge_published(page.published, entry.published)
     digest, signature = fingerprints(text)
     return {
         "schema": ARTICLE_SCHEMA,
@@ -63,8 +77,8 @@ def build_article(
         "guid": entry.guid or None,
         "title": page.title or entry.title or None,
         "authors": page.authors or entry.authors,
-        "published": merge_published(page.published, entry.published),
-        "updated": entry.updated,
+        "published": published,
+        "updated": merge_updated(page.updated, entry.updated, published),
         "fetched_at": fetched_at,
         "language": page.language or entry.language or detect_language(text),
         "sitename": page.sitename,
