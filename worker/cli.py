@@ -99,13 +99,17 @@ def scheduler(settings: Settings) -> None:
     """Run the scheduler alone: claims due feeds, enqueues polls, sweeps expired leases."""
     import signal
 
+    from worker.metrics import serve_metrics
     from worker.scheduler import run_scheduler
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with runtime_for(settings) as (rt, _handle):
+        metrics = serve_metrics(rt)
         run_scheduler(rt, stop, settings.feeds_file)
+        if metrics is not None:
+            metrics.shutdown()
 
 
 @main.command()
@@ -339,6 +343,17 @@ def status(settings: Settings, as_json: bool, check: bool, required: tuple[str, 
             sys.exit(1)
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(report, indent=2) if as_json else render_status(report))
+
+
+@main.command()
+@click.pass_obj
+def metrics(settings: Settings) -> None:
+    """Print the deployment's Prometheus metrics once (what `run` and `scheduler` serve
+    on NEWSWIRE_METRICS_PORT)."""
+    from worker.metrics import exposition
+
+    with runtime_for(settings, attach_only=True) as (rt, _handle):
+        click.echo(exposition(rt), nl=False)
 
 
 @main.command()

@@ -131,6 +131,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Prometheus metrics of the whole deployment, served by `run` and `scheduler`
+    metrics_port: int | None = None  # None: off; 0: any free port (logged)
+    metrics_address: str = "127.0.0.1"  # 0.0.0.0 in a container, for the scraper
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.host_concurrency < 1:

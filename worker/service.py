@@ -141,6 +141,7 @@ class Service:
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the exit status."""
+        from worker.metrics import serve_metrics
         from worker.replay import replay_in_background
         from worker.scheduler import run_scheduler
         from worker.tasks import use_runtime
@@ -150,6 +151,7 @@ class Service:
         use_runtime(rt)
         log.info("newswire running: redis %s, data %s", self.handle.url, self.settings.data_dir)
         self.workers.start()
+        metrics = serve_metrics(rt)
         scheduler = threading.Thread(
             target=run_scheduler,
             args=(rt, self.stop_event, self.settings.feeds_file),
@@ -164,6 +166,8 @@ class Service:
         log.info("stopping: scheduler, then workers, then redis")
         scheduler.join(timeout=10)
         self.workers.stop(self.settings.soft_shutdown_timeout_s + 10)
+        if metrics is not None:
+            metrics.shutdown()
         rt.close()
         return 0
 

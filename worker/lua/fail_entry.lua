@@ -17,4 +17,5 @@ redis.call('DEL', KEYS[6])
 redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('SET', KEYS[4], 'failed', 'EX', tonumber(ARGV[4]))
 redis.call('HINCRBY', KEYS[5], 'failed', 1)
+redis.call('HINCRBY', KEYS[5], 'failed:' .. ARGV[2], 1)  -- by reason, for the metrics
 return id
