@@ -94,6 +94,14 @@ def _gauges(report: dict) -> Iterator[Metric]:  # type: ignore[type-arg]
         "Hosts whose entries wait in the ingest queue",
         value=report["queues"]["ingest_hosts"],
     )
+    by_host = GaugeMetricFamily(
+        "newswire_ingest_queued",
+        "Entries waiting in the ingest queue, for the hosts with the most",
+        labels=["host"],
+    )
+    for host, waiting in report["ingest_busiest_hosts"].items():
+        by_host.add_metric([host], waiting)
+    yield by_host
     yield GaugeMetricFamily(
         "newswire_inflight_entries", "Entries under a lease", value=report["inflight_entries"]
     )

@@ -9,6 +9,8 @@ from worker.feeds.registry import FeedRecord
 from worker.observability import process_name
 from worker.runtime import Runtime
 
+BUSIEST_HOSTS = 10  # hosts listed by the entries they have waiting (a polite host's backlog)
+
 
 def collect_status(rt: Runtime) -> dict[str, Any]:
     """Counters, stream lengths, queue depths, leases, feeds by status, live processes."""
@@ -30,6 +32,9 @@ def collect_status(rt: Runtime) -> dict[str, Any]:
             "ingest": sum(ingest.values()),  # entries for the fused tasks
             "ingest_hosts": len(ingest),  # ... from this many hosts
         },
+        "ingest_busiest_hosts": dict(
+            sorted(ingest.items(), key=lambda item: item[1], reverse=True)[:BUSIEST_HOSTS]
+        ),
         "inflight_entries": rt.ledger.inflight_count(),
         "feeds": {"total": len(feeds), **by_status},
         "processes": heartbeats,
@@ -49,6 +54,8 @@ def render_status(report: dict[str, Any]) -> str:
     for section in ("counters", "streams", "queues", "feeds"):
         values = ", ".join(f"{k}={v}" for k, v in report[section].items()) or "-"
         lines.append(f"{section:<10} {values}")
+    busiest = ", ".join(f"{h or '-'}={n}" for h, n in report["ingest_busiest_hosts"].items())
+    lines.append(f"waiting    {busiest or 'no host'}")
     lines.append(f"inflight   {report['inflight_entries']} entries")
     lines.append(f"processes  {', '.join(report['processes']) or 'none'}")
     return "\n".join(lines)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import time
 import urllib.request
-from collections.abc import Iterator
-from wsgiref.simple_server import WSGIServer
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,23 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.servers.newsroom import Newsroom, Route
 from tests.support import article_html, drain, feed_polled, rss, story
 from worker.metrics import serve_metrics
+from worker.model import FeedEntry
 from worker.replay import request_poll
 from worker.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-@pytest.fixture
-def metrics_url(rt: Runtime) -> Iterator[str]:
-    served = dataclasses.replace(rt, settings=rt.settings.model_copy(update={"metrics_port": 0}))
-    server = serve_metrics(served)
-    assert isinstance(server, WSGIServer)
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/metrics"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def scrape(url: str) -> Samples:
@@ -43,14 +30,24 @@ def scrape(url: str) -> Samples:
     }
 
 
+def scrape_served(rt: Runtime) -> Samples:
+    """Serve ``rt``'s metrics on a free loopback port and scrape them once over HTTP."""
+    served = dataclasses.replace(rt, settings=rt.settings.model_copy(update={"metrics_port": 0}))
+    server = serve_metrics(served)
+    assert server is not None
+    try:
+        return scrape(f"http://127.0.0.1:{server.server_port}/metrics")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_metrics_count_articles_and_failures_by_reason(
-    rt: Runtime, newsroom: Newsroom, metrics_url: str
-) -> None:
-    before = scrape(metrics_url)
+def test_metrics_count_articles_and_failures_by_reason(rt: Runtime, newsroom: Newsroom) -> None:
+    before = scrape_served(rt)
     good = newsroom.add("/metrics/good.html", body=article_html("Good", story(time.time())))
     gone = newsroom.add("/metrics/gone.html", Route(status=404, body=b"no"))
     feed = newsroom.add(
@@ -62,7 +59,7 @@ def test_metrics_count_articles_and_failures_by_reason(
     request_poll(rt, feed_id)
     feed_polled(rt, feed_id)
     drain(rt)
-    after = scrape(metrics_url)
+    after = scrape_served(rt)
 
     def grew(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -87,16 +84,30 @@ def test_metrics_count_articles_and_failures_by_reason(
 
 def test_metrics_say_when_redis_is_away(rt: Runtime) -> None:
     away = dataclasses.replace(
-        rt,
-        settings=rt.settings.model_copy(update={"metrics_port": 0}),
-        client=type(rt.client)(host="127.0.0.1", port=1, socket_connect_timeout=0.5),
+        rt, client=type(rt.client)(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     )
-    server = serve_metrics(away)
-    assert server is not None
-    try:
-        samples = scrape(f"http://127.0.0.1:{server.server_port}/metrics")
-    finally:
-        server.shutdown()
-        server.server_close()
+    samples = scrape_served(away)
     assert value(samples, "newswire_redis_up") == 0
     assert not any(name.startswith("newswire_entries") for name, _labels in samples)
+
+
+def test_metrics_show_the_hosts_with_the_most_entries_waiting(rt: Runtime) -> None:
+    # A deployment of its own on the same server (other keys): the session's workers never
+    # take these entries.
+    settings = rt.settings.model_copy(update={"key_prefix": f"{rt.settings.key_prefix}-q"})
+    queued = Runtime.build(settings, settings.redis_url or "")
+    try:
+        ids = []
+        for host, count in (("slow.example", 3), ("other.example", 1)):
+            for i in range(count):
+                entry = FeedEntry(f"{host}-{i}", "f", "http://f/", f"https://{host}/a{i}")
+                queued.client.hset(queued.keys.entry(entry.entry_id), "entry", entry.to_json())
+                ids.append(entry.entry_id)
+        queued.ledger.queue_for_ingest(ids)
+        samples = scrape_served(queued)
+    finally:
+        queued.close()
+    assert value(samples, "newswire_queue_length", queue="ingest") == 4
+    assert value(samples, "newswire_ingest_hosts") == 2
+    assert value(samples, "newswire_ingest_queued", host="slow.example") == 3
+    assert value(samples, "newswire_ingest_queued", host="other.example") == 1
