@@ -66,10 +66,16 @@ def runtime_for(
 @click.pass_obj
 def run(settings: Settings, seed: bool | None) -> None:
     """Run everything: Redis (embedded if none configured), workers, scheduler."""
+    from worker.metrics import MetricsUnavailable
     from worker.service import Service
 
     with runtime_for(settings, adopt=True) as (_rt, handle):
-        sys.exit(Service(settings, handle, settings.seed_on_start if seed is None else seed).run())
+        service = Service(settings, handle, settings.seed_on_start if seed is None else seed)
+        try:
+            status = service.run()
+        except MetricsUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+    sys.exit(status)
 
 
 @main.command()
@@ -99,14 +105,17 @@ def scheduler(settings: Settings) -> None:
     """Run the scheduler alone: claims due feeds, enqueues polls, sweeps expired leases."""
     import signal
 
-    from worker.metrics import serve_metrics
+    from worker.metrics import MetricsUnavailable, serve_metrics
     from worker.scheduler import run_scheduler
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with runtime_for(settings) as (rt, _handle):
-        metrics = serve_metrics(rt)
+        try:
+            metrics = serve_metrics(rt)
+        except MetricsUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
         run_scheduler(rt, stop, settings.feeds_file)
         if metrics is not None:
             metrics.shutdown()

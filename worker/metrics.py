@@ -26,6 +26,10 @@ POLL_OUTCOMES = ("parsed", "not_modified", "unchanged", "failed")
 FAILED_BY_REASON = "failed:"  # stats hash fields of dead-lettered entries, by reason
 
 
+class MetricsUnavailable(RuntimeError):
+    """The metrics port cannot be listened on (taken, or an address not this host's)."""
+
+
 class DeploymentCollector(Collector):
     """Counters, stream lengths, queue depths, leases, feeds and live processes."""
 
@@ -140,8 +144,15 @@ def serve_metrics(rt: Runtime) -> WSGIServer | None:
     settings = rt.settings
     if settings.metrics_port is None:
         return None
-    server, _thread = start_http_server(
-        settings.metrics_port, addr=settings.metrics_address, registry=registry_for(rt)
-    )
+    where = f"{settings.metrics_address}:{settings.metrics_port}"
+    try:
+        server, _thread = start_http_server(
+            settings.metrics_port, addr=settings.metrics_address, registry=registry_for(rt)
+        )
+    except OSError as exc:
+        raise MetricsUnavailable(
+            f"cannot serve metrics on {where} ({exc.strerror or exc}): "
+            "set NEWSWIRE_METRICS_PORT to a free port, or unset it"
+        ) from None
     log.info("metrics on http://%s:%d/metrics", settings.metrics_address, server.server_port)
     return server

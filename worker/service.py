@@ -150,8 +150,8 @@ class Service:
         rt = Runtime.build(self.settings, self.settings.redis_url or "")
         use_runtime(rt)
         log.info("newswire running: redis %s, data %s", self.handle.url, self.settings.data_dir)
+        metrics = serve_metrics(rt)  # before the workers: a taken port stops nothing running
         self.workers.start()
-        metrics = serve_metrics(rt)
         scheduler = threading.Thread(
             target=run_scheduler,
             args=(rt, self.stop_event, self.settings.feeds_file),

@@ -10,9 +10,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -25,11 +27,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "seeds" / "000_fef04045498fa26b.txt"
 
 
-def command_env(data_dir: Path) -> dict[str, str]:
+def command_env(data_dir: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWIRE_")}
     env["NEWSWIRE_DATA_DIR"] = str(data_dir)
     env["NEWSWIRE_LOG_LEVEL"] = "WARNING"
+    env.update({f"NEWSWIRE_{name.upper()}": value for name, value in settings.items()})
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def newswire(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -81,10 +90,11 @@ def test_replay_twice_publishes_once(tmp_path: Path) -> None:
 
 
 def test_run_ingests_the_seed_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker", "run"],
         cwd=ROOT,
-        env=command_env(tmp_path),
+        env=command_env(tmp_path, metrics_port=str(port)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -103,6 +113,11 @@ def test_run_ingests_the_seed_and_stops_cleanly(tmp_path: Path) -> None:
         assert {"worker-io", "worker-cpu", "scheduler"} <= {
             p.split(":")[0] for p in report["processes"]
         }
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            served = reply.read().decode()
+        assert 'newswire_entries_total{outcome="published"} 1.0' in served
+        printed = newswire(tmp_path, "metrics")
+        assert 'newswire_entries_total{outcome="published"} 1.0' in printed.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
@@ -110,6 +125,22 @@ def test_run_ingests_the_seed_and_stops_cleanly(tmp_path: Path) -> None:
     assert not (tmp_path / "redis.json").exists()  # the embedded server stopped with the service
     # What run published survives the restart (AOF), read by a command on its own.
     assert [a["id"] for a in consumed(tmp_path)] == [articles[0]["id"]]
+
+
+def test_run_refuses_a_taken_metrics_port_and_leaves_nothing_running(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "worker", "run"],
+            cwd=ROOT, env=command_env(tmp_path, metrics_port=str(port)),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "redis.json").exists()  # the embedded server stopped too
 
 
 def test_extract_command_prints_one_document_per_page(tmp_path: Path) -> None:
