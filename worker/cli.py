@@ -72,10 +72,10 @@ def run(settings: Settings, seed: bool | None) -> None:
     with runtime_for(settings, adopt=True) as (_rt, handle):
         service = Service(settings, handle, settings.seed_on_start if seed is None else seed)
         try:
-            status = service.run()
+            exit_status = service.run()
         except MetricsUnavailable as exc:
             raise click.ClickException(str(exc)) from None
-    sys.exit(status)
+    sys.exit(exit_status)
 
 
 @main.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import redis
@@ -79,7 +80,7 @@ def _counters(counters: dict[str, int]) -> Iterator[Metric]:
     )
 
 
-def _gauges(report: dict) -> Iterator[Metric]:  # type: ignore[type-arg]
+def _gauges(report: dict[str, Any]) -> Iterator[Metric]:
     streams = GaugeMetricFamily(
         "newswire_stream_entries", "Entries in each output stream", labels=["stream"]
     )
