@@ -11,7 +11,9 @@ Two measurements, each after a first (backfill) pass that is reported but not th
       rotates in): each poll downloads, parses 50 items and claims the new one; feeds/s.
 Page fetches of new entries are enqueued on the fetch queue, which no worker consumes
 here: this measures polling. Also printed: the feed server's CPU seconds (it shares the
-two cores), peak RSS of each worker process tree, and Redis memory.
+two cores), peak RSS of each worker process tree, Redis memory, and then, with every
+feed and claim in place, what an operator's reads take: `status`, a metrics scrape,
+`feeds list`.
 
     .venv/bin/python bench/poll.py                      # 20,000 + 1,000 feeds
     .venv/bin/python bench/poll.py --feeds 2000 --changed-feeds 200 --json
@@ -37,10 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.celery_app import configure
 from worker.config import Settings
+from worker.metrics import exposition
 from worker.redis import EmbeddedServer
 from worker.runtime import Runtime
 from worker.scheduler import run_scheduler
 from worker.service import WorkerProcesses, WorkerSpec
+from worker.status import collect_status
 from worker.tasks import use_runtime
 from worker.workerproc import live_roles
 
@@ -274,6 +278,7 @@ def main() -> None:
         figures["redis_used_memory_mb"] = round(
             int(rt.client.info("memory")["used_memory"]) / 2**20, 1
         )
+        figures.update(operator_reads(rt))
     finally:
         stop_scheduler.set()
         workers.stop(30)
@@ -283,6 +288,19 @@ def main() -> None:
         rt.close()
         redis_server.stop()
     print(json.dumps(figures) if args.json else _render(figures))
+
+
+def operator_reads(rt: Runtime) -> dict[str, Any]:
+    """What an operator's reads cost at this size, in ms: `status` (the health check and
+    each metrics scrape read the same), one metrics scrape, `feeds list`."""
+    figures: dict[str, Any] = {"redis_keys": rt.client.dbsize()}
+    reads = {"status_ms": lambda: collect_status(rt), "metrics_scrape_ms": lambda: exposition(rt),
+             "feeds_list_ms": rt.registry.all}  # fmt: skip
+    for name, read in reads.items():
+        started = time.perf_counter()
+        read()
+        figures[name] = round((time.perf_counter() - started) * 1000)
+    return figures
 
 
 def _render(figures: dict[str, Any]) -> str:

@@ -15,10 +15,7 @@ BUSIEST_HOSTS = 10  # hosts listed by the entries they have waiting (a polite ho
 def collect_status(rt: Runtime) -> dict[str, Any]:
     """Counters, stream lengths, queue depths, leases, feeds by status, live processes."""
     client, keys = rt.client, rt.keys
-    feeds = rt.registry.all()
-    by_status: dict[str, int] = {}
-    for feed in feeds:
-        by_status[feed.status] = by_status.get(feed.status, 0) + 1
+    by_status = rt.registry.count_by_status()
     ingest = rt.ledger.ingest_queued()
     heartbeats = sorted(k.split(":", 2)[2] for k in client.scan_iter(match=keys.heartbeat_pattern))
     return {
@@ -36,7 +33,7 @@ def collect_status(rt: Runtime) -> dict[str, Any]:
             sorted(ingest.items(), key=lambda item: item[1], reverse=True)[:BUSIEST_HOSTS]
         ),
         "inflight_entries": rt.ledger.inflight_count(),
-        "feeds": {"total": len(feeds), **by_status},
+        "feeds": {"total": sum(by_status.values()), **by_status},
         "processes": heartbeats,
     }
 

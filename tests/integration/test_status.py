@@ -1,0 +1,51 @@
+"""What `status`, `feeds list`, the health check and the metrics read: right, and in a
+few round trips however many feeds and keys the deployment holds."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from worker.config import Settings
+from worker.feeds.registry import FEEDS_PER_ROUND_TRIP
+from worker.runtime import Runtime
+from worker.status import collect_status
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_rt(settings: Settings) -> Iterator[Runtime]:
+    """A deployment of its own on the session's server: nobody else's feeds or processes."""
+    tag = uuid.uuid4().hex[:6]
+    update = {"key_prefix": f"s{tag}", "stream_prefix": f"s{tag}:news"}
+    runtime = Runtime.build(settings.model_copy(update=update), settings.redis_url or "")
+    yield runtime
+    runtime.close()
+
+
+def test_feeds_are_counted_by_status_and_listed_in_batches(own_rt: Runtime) -> None:
+    registry = own_rt.registry
+    total = FEEDS_PER_ROUND_TRIP * 2 + 100  # three batches, the last one short
+    ids = [registry.add(f"https://feeds{n % 7}.example.com/{n}.xml").feed_id for n in range(total)]
+    for feed_id in ids[:300]:
+        registry.update(feed_id, status="ok")
+    for feed_id in ids[300:500]:
+        registry.update(feed_id, status="error", last_error="http_500")
+    for feed_id in ids[500:600]:
+        registry.set_enabled(feed_id, False, "operator")
+    for feed_id in ids[600:650]:
+        registry.remove(feed_id)
+    expected = {"ok": 300, "error": 200, "disabled": 100, "new": total - 650}
+
+    assert registry.count_by_status() == expected
+    assert collect_status(own_rt)["feeds"] == {"total": total - 50, **expected}
+    listed = registry.all()
+    assert [r.feed_id for r in listed] == sorted(set(ids) - set(ids[600:650]))
+    for record in listed[:: FEEDS_PER_ROUND_TRIP // 5]:  # schedule included
+        assert record == registry.get(record.feed_id)
+    assert {r.status for r in listed if r.feed_id in ids[500:600]} == {"disabled"}
+    assert all(r.next_poll is None for r in listed if r.status == "disabled")
+    assert all(r.next_poll is not None for r in listed if r.status != "disabled")
