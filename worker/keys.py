@@ -136,5 +136,7 @@ class Keys:
         return f"{self.key_prefix}:heartbeat:{role}:{name}"
 
     @property
-    def heartbeat_pattern(self) -> str:
-        return f"{self.key_prefix}:heartbeat:*"
+    def heartbeats(self) -> str:
+        """SET: "role:host:pid" of every process that beat lately, so that readers find
+        the heartbeats without scanning the keyspace (millions of keys after months)."""
+        return f"{self.key_prefix}:heartbeats"

@@ -6,7 +6,7 @@ from typing import Any
 
 from worker.celery_app import queue_names
 from worker.feeds.registry import FeedRecord
-from worker.observability import process_name
+from worker.observability import live_processes, process_name
 from worker.runtime import Runtime
 
 BUSIEST_HOSTS = 10  # hosts listed by the entries they have waiting (a polite host's backlog)
@@ -17,7 +17,6 @@ def collect_status(rt: Runtime) -> dict[str, Any]:
     client, keys = rt.client, rt.keys
     by_status = rt.registry.count_by_status()
     ingest = rt.ledger.ingest_queued()
-    heartbeats = sorted(k.split(":", 2)[2] for k in client.scan_iter(match=keys.heartbeat_pattern))
     return {
         "redis": rt.settings.redis_url,
         "counters": {k: int(v) for k, v in client.hgetall(keys.stats).items()},
@@ -34,7 +33,7 @@ def collect_status(rt: Runtime) -> dict[str, Any]:
         ),
         "inflight_entries": rt.ledger.inflight_count(),
         "feeds": {"total": sum(by_status.values()), **by_status},
-        "processes": heartbeats,
+        "processes": live_processes(client, keys),
     }
 
 
@@ -63,11 +62,12 @@ def health_ok(rt: Runtime, required: tuple[str, ...]) -> bool:
     if not rt.client.ping():
         return False
     host = process_name().split(":", 1)[0]
-    for role in required:
-        name = role if role == "scheduler" else f"worker-{role}"
-        if not any(rt.client.scan_iter(match=f"{rt.keys.key_prefix}:heartbeat:{name}:{host}:*")):
-            return False
-    return True
+    here = {p.rsplit(":", 1)[0] for p in live_processes(rt.client, rt.keys)}  # role:host
+    return all(f"{_heartbeat_role(role)}:{host}" in here for role in required)
+
+
+def _heartbeat_role(role: str) -> str:
+    return role if role == "scheduler" else f"worker-{role}"
 
 
 def _ago(ts: float | None, now: float) -> str:

@@ -18,7 +18,7 @@ from celery.worker import state as worker_state
 from worker.celery_app import ROLE_QUEUES, app, queue_names
 from worker.consumption import ConsumptionWatch, queue_depth
 from worker.extract.document import warm_up
-from worker.observability import beat, process_name
+from worker.observability import beat, live_processes, stop_beating
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -120,16 +120,13 @@ def _beat_when_ready(rt: Runtime, role: str, check: Callable[[], None]) -> None:
             quick = redis.Redis.from_url(
                 rt.settings.redis_url or "", socket_timeout=1, socket_connect_timeout=1
             )
-            quick.delete(*(rt.keys.heartbeat(f"worker-{n}", process_name()) for n in roles))
+            stop_beating(quick, rt.keys, [f"worker-{n}" for n in roles])
             quick.close()
 
 
 def live_roles(rt: Runtime) -> set[str]:
     """Roles with at least one live heartbeat anywhere (worker-io, worker-cpu, scheduler)."""
-    roles = set()
-    for key in rt.client.scan_iter(match=rt.keys.heartbeat_pattern, count=500):
-        roles.add(key.split(":")[-3])
-    return roles
+    return {process.split(":", 1)[0] for process in live_processes(rt.client, rt.keys)}
 
 
 @contextlib.contextmanager
