@@ -86,6 +86,18 @@ def rt(settings: Settings) -> Iterator[Runtime]:
     runtime.close()
 
 
+@pytest.fixture
+def own_rt(rt: Runtime, settings: Settings) -> Iterator[Runtime]:
+    """A deployment of its own on the session's server (keys, streams and queues): nobody
+    else's feeds or processes. Celery is the session's (``rt``), so tasks it sends go to
+    queues of its own on the session's server, where no worker takes them."""
+    tag = uuid.uuid4().hex[:6]
+    update = {"key_prefix": f"s{tag}", "stream_prefix": f"s{tag}:news"}
+    runtime = Runtime.build(settings.model_copy(update=update), settings.redis_url or "")
+    yield runtime
+    runtime.close()
+
+
 @pytest.fixture(scope="session")
 def workers(rt: Runtime, settings: Settings) -> Iterator[WorkerProcesses]:
     """One io (threads) and one cpu (prefork) worker process for the whole session."""

@@ -11,7 +11,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -248,3 +256,38 @@ def child_environment(settings: Settings) -> dict[str, str]:
             value = str(value.resolve())
         env[f"NEWSWIRE_{name.upper()}"] = str(value)
     return env
+
+
+class FeedSpec(BaseModel):
+    """One feed of the feeds file: its URL, or a mapping of url, tags and interval_s."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
+
+    url: str
+    tags: list[str] = Field(default_factory=list)
+    interval_s: PositiveFloat | None = None
+
+
+class FeedsFileError(Exception):
+    """The feeds file cannot be read, or does not hold a list of feeds."""
+
+
+def read_feeds_file(path: Path) -> tuple[list[FeedSpec], list[str]]:
+    """The feeds ``path`` lists, and what is wrong with each item that is not one."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise FeedsFileError(f"{path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("feeds") or [], list):
+        raise FeedsFileError(f"{path}: expected a mapping with a 'feeds' list")
+    specs: list[FeedSpec] = []
+    problems: list[str] = []
+    for position, item in enumerate(data.get("feeds") or [], 1):
+        try:
+            specs.append(FeedSpec.model_validate({"url": item} if isinstance(item, str) else item))
+        except ValidationError as exc:
+            reasons = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors()
+            )
+            problems.append(f"{path}: feed {position} ({item!r}): {reasons}")
+    return specs, problems

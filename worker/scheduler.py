@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import redis
-import yaml
 
 from worker.celery_app import queue_names
+from worker.config import FeedsFileError, read_feeds_file
+from worker.errors import PermanentFetchError
 from worker.feeds.schedule import claim_due
 from worker.observability import beat
 from worker.runtime import Runtime
@@ -24,16 +25,38 @@ log = logging.getLogger(__name__)
 
 
 def load_feeds_file(rt: Runtime, path: Path | None) -> int:
-    """Register the feeds listed in a YAML file (idempotent); return how many it lists."""
+    """Register the feeds listed in a YAML file (idempotent); return how many. An item
+    that is not a usable feed is logged and skipped: it keeps out neither the others nor
+    the polls. A file that cannot be read raises FeedsFileError."""
     if path is None or not path.exists():
         return 0
-    data = yaml.safe_load(path.read_text()) or {}
+    specs, problems = read_feeds_file(path)
+    for problem in problems:
+        log.error("feeds file: skipped %s", problem)
     count = 0
-    for item in data.get("feeds") or []:
-        spec = {"url": item} if isinstance(item, str) else dict(item)
-        rt.registry.add(spec["url"], tags=spec.get("tags"), interval_s=spec.get("interval_s"))
+    for spec in specs:
+        try:
+            rt.registry.add(spec.url, tags=spec.tags, interval_s=spec.interval_s)
+        except PermanentFetchError as exc:
+            log.error("feeds file: skipped %s: %s (%s)", spec.url, exc.reason, exc.detail)
+            continue
         count += 1
     return count
+
+
+def register_feeds_file(rt: Runtime, path: Path | None) -> None:
+    """Load the feeds file at start. Whatever is wrong with it is logged and polling goes
+    on; only Redis's errors are raised (it may come up after us: load again then)."""
+    try:
+        count = load_feeds_file(rt, path)
+    except redis.RedisError:
+        raise
+    except FeedsFileError as exc:
+        log.error("feeds file not loaded: %s", exc)
+    except Exception:
+        log.exception("feeds file %s not loaded", path)
+    else:
+        log.info("%d feeds registered from %s", count, path)
 
 
 def tick(rt: Runtime) -> int:
@@ -66,7 +89,7 @@ def run_scheduler(rt: Runtime, stop: threading.Event, feeds_file: Path | None = 
         claimed = 0
         try:
             if not feeds_loaded:
-                log.info("%d feeds listed in %s", load_feeds_file(rt, feeds_file), feeds_file)
+                register_feeds_file(rt, feeds_file)
                 feeds_loaded = True
             claimed = tick(rt)
             if time.monotonic() - last_sweep >= rt.settings.sweep_interval_s:

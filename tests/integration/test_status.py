@@ -4,12 +4,9 @@ few round trips however many feeds and keys the deployment holds."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from worker.config import Settings
 from worker.feeds.registry import FEEDS_PER_ROUND_TRIP
 from worker.observability import beat, live_processes, process_name, stop_beating
 from worker.runtime import Runtime
@@ -17,16 +14,6 @@ from worker.status import collect_status, health_ok
 from worker.workerproc import live_roles
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_rt(settings: Settings) -> Iterator[Runtime]:
-    """A deployment of its own on the session's server: nobody else's feeds or processes."""
-    tag = uuid.uuid4().hex[:6]
-    update = {"key_prefix": f"s{tag}", "stream_prefix": f"s{tag}:news"}
-    runtime = Runtime.build(settings.model_copy(update=update), settings.redis_url or "")
-    yield runtime
-    runtime.close()
 
 
 def test_feeds_are_counted_by_status_and_listed_in_batches(own_rt: Runtime) -> None:
