@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from worker.config import Settings, load_settings, use_config_file
+from worker.errors import PermanentFetchError
 from worker.observability import setup_logging
 from worker.redis import RedisHandle, open_redis
 from worker.runtime import Runtime
@@ -312,10 +313,17 @@ def feeds_import(settings: Settings, opml_file: Any) -> None:
     from worker.feeds.opml import parse_opml
 
     items = parse_opml(opml_file.read())
+    skipped = 0
     with runtime_for(settings) as (rt, _handle):
         for item in items:
-            rt.registry.add(item.url, item.tags)
-    click.echo(f"imported {len(items)} feeds")
+            try:
+                rt.registry.add(item.url, item.tags)
+            except PermanentFetchError as exc:  # one bad outline must not stop the rest
+                click.echo(f"skipped {item.url}: {exc.reason} ({exc.detail})", err=True)
+                skipped += 1
+    click.echo(f"imported {len(items) - skipped} feeds{f', skipped {skipped}' if skipped else ''}")
+    if skipped:
+        sys.exit(1)
 
 
 @feeds.command("export")

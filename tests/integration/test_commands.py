@@ -162,6 +162,25 @@ def test_extract_command_prints_one_document_per_page(tmp_path: Path) -> None:
     assert json.loads(stdin.stdout)["url"] == "https://news.example/a"
 
 
+def test_feeds_import_skips_a_bad_outline_and_says_so(tmp_path: Path) -> None:
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head><title>t</title></head><body>'
+        '<outline type="rss" text="a" xmlUrl="https://a.example.com/feed.xml"/>'
+        '<outline type="rss" text="b" xmlUrl="ftp://b.example.com/feed.xml"/>'
+        '<outline type="rss" text="c" xmlUrl="https://c.example.com/feed.xml"/>'
+        "</body></opml>"
+    )
+    result = newswire(tmp_path, "feeds", "import", str(opml))
+    assert result.returncode == 1
+    assert "imported 2 feeds, skipped 1" in result.stdout
+    assert "skipped ftp://b.example.com/feed.xml: unsupported_scheme" in result.stderr
+    assert "Traceback" not in result.stderr
+    listed = newswire(tmp_path, "feeds", "list", "--json")
+    urls = sorted(json.loads(line)["url"] for line in listed.stdout.splitlines())
+    assert urls == ["https://a.example.com/feed.xml", "https://c.example.com/feed.xml"]
+
+
 @pytest.mark.skipif(
     not os.environ.get("NEWSWIRE_TEST_AMQP_URL"),
     reason="opt-in leg: set NEWSWIRE_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)",
