@@ -220,6 +220,31 @@ def test_json_feed_and_news_sitemap_ingest(rt: Runtime, newsroom: Newsroom) -> N
     assert record is not None and record.kind == "sitemap"
 
 
+def test_a_sitemap_index_adds_its_sitemaps_and_skips_unusable_ones(
+    rt: Runtime, newsroom: Newsroom
+) -> None:
+    tag = f"idx{time.time_ns()}"
+    child = newsroom.add(
+        f"/{tag}/child.xml",
+        Route(body=b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/'
+             b'sitemap/0.9"></urlset>', content_type="application/xml"),
+    )  # fmt: skip
+    locs = [child, f"ftp://files.example.com/{tag}.xml", "javascript:alert(1)"]
+    index = (
+        '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        + "".join(f"<sitemap><loc>{loc}</loc></sitemap>" for loc in locs)
+        + "</sitemapindex>"
+    ).encode()
+    index_url = newsroom.add(f"/{tag}/index.xml", Route(body=index, content_type="application/xml"))
+    feed = rt.registry.add(index_url, tags=[tag])
+    poll(rt, feed.feed_id)
+    record = rt.registry.get(feed.feed_id)
+    assert record is not None and record.status == "ok" and record.last_error == ""
+    added = rt.registry.find(child)
+    assert added is not None and added.tags == [tag]
+    assert {f.url for f in rt.registry.all() if tag in f.url} == {index_url, child}
+
+
 SPEC_HOSTS = (
     b"jsonfeed.org",
     b"www.w3.org",

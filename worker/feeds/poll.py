@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.dedup.canonical import url_id
-from worker.errors import FeedError, FetchError, HostBusy, NewswireError, failure_weight
+from worker.errors import (
+    FeedError,
+    FetchError,
+    HostBusy,
+    NewswireError,
+    PermanentFetchError,
+    failure_weight,
+)
 from worker.feeds.parse import FeedItem, ParsedFeed, parse_feed, split_items
 from worker.feeds.registry import FeedRecord
 from worker.feeds.schedule import (
@@ -124,8 +131,7 @@ def poll_feed(rt: Runtime, feed_id: str, token: str, enqueue: Enqueue) -> PollRe
         parsed = parse_feed(body, response.url, response.headers)
     except FeedError as exc:
         return _failed(rt, feed, polled_at, exc)
-    for child in parsed.children:  # a sitemap index: each sitemap becomes a source
-        rt.registry.add(child, tags=feed.tags)
+    _add_children(rt, feed, parsed.children)
     entries, skipped = to_entries(feed, parsed)
     new_ids = rt.ledger.claim(feed_id, entries)
     enqueue(new_ids)
@@ -135,6 +141,16 @@ def poll_feed(rt: Runtime, feed_id: str, token: str, enqueue: Enqueue) -> PollRe
     }  # fmt: skip
     _succeeded(rt, feed, polled_at, response, parsed, len(entries), len(new_ids), extra)
     return PollResult("ok", len(entries), len(new_ids))
+
+
+def _add_children(rt: Runtime, feed: FeedRecord, children: list[str]) -> None:
+    """A sitemap index: each sitemap it lists becomes a source, but for those whose URL we
+    would never fetch (another scheme): one of them must not fail the index's polls."""
+    for child in children:
+        try:
+            rt.registry.add(child, tags=feed.tags)
+        except PermanentFetchError as exc:
+            log.warning("sitemap index %s: skipped %s (%s)", feed.url, child, exc.reason)
 
 
 def _unseen_items(body: bytes, previous: str) -> tuple[bytes, str]:
