@@ -10,14 +10,24 @@
                               http_4xx (http_404, http_410...)
     - HostBusy                host_busy: the host's politeness budget is spent; try later
                               (not a failure of the feed or entry: no attempt is counted)
-  + FeedError                 not_a_feed: the body is not a feed we can read
-  + ExtractionError           no_content: neither page nor feed gave text
+  + FeedError                 not_a_feed: the body is not a feed we can read;
+                              feed_error: its answer broke a poll in a way no check foresaw
+  + ExtractionError           no_content: neither page nor feed gave text;
+                              extraction_error: the page broke extraction or publishing
 
 Reasons appear verbatim in dead letters, feed status and metrics, so they never change
 meaning once released. The retry policy keys on ``transient``, never on message text.
 """
 
 from __future__ import annotations
+
+# What library code raises on input it did not expect (UnicodeError is a ValueError,
+# KeyError and IndexError are LookupErrors, OverflowError an ArithmeticError): caught where
+# one hostile feed or page must end as its own recorded failure, not as a crash that comes
+# back at each retry. Not Redis errors, not Celery's time limits.
+UNEXPECTED_DATA_ERRORS = (
+    ValueError, TypeError, LookupError, ArithmeticError, RecursionError, AttributeError,
+)  # fmt: skip
 
 
 class NewswireError(Exception):

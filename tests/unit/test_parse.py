@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 
 from tests.support import rss
 from worker.errors import FeedError
-from worker.feeds.parse import html_to_text, parse_feed
+from worker.feeds.parse import html_to_text, parse_feed, split_items
 
 
 def test_rss_items_with_relative_links_and_dates() -> None:
@@ -99,3 +101,90 @@ def test_entity_expansion_is_bounded() -> None:
 def test_html_to_text() -> None:
     assert html_to_text("<p>a <b>b</b></p><p>c</p>") == "a b\nc"
     assert html_to_text("plain") == "plain"
+
+
+# --- hostile feeds: each ends as a recorded failure or a skipped item, never a crash ---
+
+RSS_HEAD = b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title>'
+JSON_VERSION = '"version": "https://jsonfeed.org/version/1.1"'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        RSS_HEAD + b"<item><title>&#xD800;</title><link>https://a.example/1</link></item>"
+        b"</channel></rss>",  # feedparser: UnicodeEncodeError
+        RSS_HEAD + b"<item><title>&#x110000;</title></item></channel></rss>",  # ValueError
+        ("{" + JSON_VERSION + ', "items": ' + "[" * 100_000 + "]" * 100_000 + "}").encode(),
+    ],
+    ids=["surrogate-reference", "reference-out-of-range", "json-nested-too-deep"],
+)
+def test_a_body_the_parsers_raise_on_is_not_a_feed(body: bytes) -> None:
+    with pytest.raises(FeedError) as caught:
+        parse_feed(body, "https://a.example/feed", {})
+    assert caught.value.reason == "not_a_feed" and "unparsable" in caught.value.detail
+
+
+def test_an_item_whose_link_is_not_a_url_is_skipped_not_the_feed() -> None:
+    body = RSS_HEAD + (
+        b'<item><guid isPermaLink="false">http://[x</guid></item>'
+        b"<item><link>https://a.example/2</link></item>"
+        b"<ttl>\xc2\xb2</ttl></channel></rss>"  # a superscript two: isdigit(), not int()
+    )
+    parsed = parse_feed(body, "https://a.example/feed", {})
+    assert [item.link for item in parsed.items] == ["", "https://a.example/2"]
+    assert parsed.ttl_minutes is None
+    index = (
+        b'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<sitemap><loc>http://[::1</loc></sitemap><sitemap><loc>/s.xml</loc></sitemap>"
+        b"</sitemapindex>"
+    )
+    assert parse_feed(index, "https://a.example/i.xml", {}).children == ["https://a.example/s.xml"]
+
+
+def test_json_feed_fields_of_the_wrong_type_count_as_absent() -> None:
+    body = (
+        "{" + JSON_VERSION + ', "title": 5, "language": [], "items": ['
+        '{"id": "1", "url": "https://a.example/1", "content_text": 5, "tags": null,'
+        ' "authors": 5, "image": 7, "title": {"a": 1}},'
+        '{"id": "2", "url": "https://a.example/2", "title": "t\\ud800", "summary": "s"}]}'
+    ).encode()
+    parsed = parse_feed(body, "https://a.example/feed", {})
+    first, second = parsed.items
+    assert (parsed.title, parsed.language) == ("", None)
+    assert (first.summary, first.tags, first.authors, first.image, first.title) == (
+        "",
+        [],
+        [],
+        None,
+        "",
+    )
+    assert second.title.startswith("t\ufffd")  # a lone surrogate cannot go to Redis
+    second.title.encode()
+    assert parse_feed(b"{" + JSON_VERSION.encode() + b', "items": null}', "u", {}).items == []
+
+
+UNCLOSED: dict[str, Callable[[], object]] = {
+    "skiphours": lambda: parse_feed(
+        RSS_HEAD + b"<skipHours>" * 20_000 + b"<item><link>https://a.example/1</link></item>",
+        "https://a.example/feed",
+        {},
+    ),
+    "comments-between-items": lambda: split_items(
+        RSS_HEAD
+        + b"<item><link>https://a.example/1</link></item>"
+        + b"<!--" * 40_000
+        + b"<item><link>https://a.example/2</link></item></channel></rss>"
+    ),
+    "br-tags-in-a-summary": lambda: html_to_text("<p>x" + "<br" * 80_000),
+}
+
+
+@pytest.mark.parametrize("name", list(UNCLOSED))
+def test_unclosed_markup_costs_linear_time(name: str) -> None:
+    """Each took 20 s or more (hours at the 10 MB cap) with patterns that rescanned the
+    rest of the body from every opening; well under a second here, so 5 s is generous."""
+    started = time.process_time()
+    with contextlib.suppress(FeedError):
+        UNCLOSED[name]()
+    assert time.process_time() - started < 5

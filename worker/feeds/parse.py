@@ -20,15 +20,12 @@ import lxml.html
 from lxml import etree
 
 from worker.dates import iso_from_struct, iso_from_text
-from worker.errors import FeedError
+from worker.errors import UNEXPECTED_DATA_ERRORS, FeedError
 
-_DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*(\[.*?\])?\s*>", re.I | re.S)
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*(\[[^\]]*\])?\s*>", re.I)
 _ENTITY_DECL = re.compile(rb"<!ENTITY[^>]*>", re.I | re.S)
 _ITEM_START = re.compile(rb"<((?:[A-Za-z_][\w.-]*:)?(?:item|entry))[\s>]")
-_COMMENTS = re.compile(rb"<!--.*?-->", re.S)
 _SITEMAP_ROOT = re.compile(rb"<(?:\w+:)?(?:urlset|sitemapindex)[\s>]")
-_SKIP_HOURS = re.compile(rb"<skipHours>(.*?)</skipHours>", re.S | re.I)
-_SKIP_DAYS = re.compile(rb"<skipDays>(.*?)</skipDays>", re.S | re.I)
 _DAYS = {
     "monday": 0,
     "tuesday": 1,
@@ -38,7 +35,9 @@ _DAYS = {
     "saturday": 5,
     "sunday": 6,
 }
-_BLOCK_TAGS = re.compile(r"(?i)<\s*(br|/p|/div|/li|/h[1-6]|/blockquote|/tr)\b[^>]*>")
+# [^<>]*, not [^>]*: a tag left open would otherwise be scanned to the end from every "<br"
+_BLOCK_TAGS = re.compile(r"(?i)<\s*(br|/p|/div|/li|/h[1-6]|/blockquote|/tr)\b[^<>]*>")
+TTL_DIGITS = 7  # a <ttl> of more minutes (19 years) is not a poll interval
 
 
 @dataclass
@@ -104,14 +103,38 @@ def split_items(body: bytes) -> SplitFeed | None:
         items.append(body[start.start() : end])
         start = _ITEM_START.search(body, end)
         gap = body[end : start.start()] if start else b""
-        if start is not None and _COMMENTS.sub(b"", gap).strip():
+        if start is not None and _without_comments(gap).strip():
             return None  # something else between items: keep the document whole
         position = end
     return SplitFeed(body[: first.start()], items, body[position:])
 
 
+def _without_comments(data: bytes) -> bytes:
+    """``data`` without its <!-- comments --> (an unclosed one stays), in linear time."""
+    parts, position = [], 0
+    while (start := data.find(b"<!--", position)) >= 0:
+        end = data.find(b"-->", start + 4)
+        if end < 0:
+            break
+        parts.append(data[position:start])
+        position = end + 3
+    parts.append(data[position:])
+    return b"".join(parts)
+
+
 def parse_feed(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed:
-    """Parse a fetched feed body; raise FeedError('not_a_feed') if it is not one."""
+    """Parse a fetched feed body; raise FeedError('not_a_feed') if it is not one, or if
+    the parsers fail on it (feedparser raises on a character reference to a surrogate,
+    json on a document nested too deep, ...)."""
+    try:
+        return _parse(body, url, headers)
+    except FeedError:
+        raise
+    except UNEXPECTED_DATA_ERRORS as exc:
+        raise FeedError("not_a_feed", url, f"unparsable ({type(exc).__name__}: {exc})") from None
+
+
+def _parse(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed:
     stripped = body.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped.startswith(b"{") or "json" in headers.get("content-type", ""):
         return parse_json_feed(body, url)
@@ -139,7 +162,7 @@ def parse_xml_feed(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed
         language=(feed.get("language") or None),
         items=[_xml_item(entry, url) for entry in parsed.entries],
         kind="atom" if str(parsed.get("version", "")).startswith("atom") else "rss",
-        ttl_minutes=int(ttl) if ttl.isdigit() else None,
+        ttl_minutes=_minutes(ttl),
         update_period=feed.get("sy_updateperiod"),
         update_frequency=feed.get("sy_updatefrequency"),
         skip_hours=_skip_hours(head),
@@ -147,17 +170,27 @@ def parse_xml_feed(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed
     )
 
 
+def _minutes(ttl: str) -> int | None:
+    return int(ttl) if ttl.isascii() and ttl.isdigit() and len(ttl) <= TTL_DIGITS else None
+
+
 def _skip_hours(head: bytes) -> frozenset[int]:
     # feedparser keeps only the last <hour> of <skipHours>, so read them ourselves
-    block = _SKIP_HOURS.search(head)
-    hours = re.findall(rb"<hour>\s*(\d{1,2})\s*</hour>", block.group(1)) if block else []
+    hours = re.findall(rb"<hour>\s*(\d{1,2})\s*</hour>", _element(head, b"skiphours"))
     return frozenset(int(h) % 24 for h in hours)
 
 
 def _skip_days(head: bytes) -> frozenset[int]:
-    block = _SKIP_DAYS.search(head)
-    days = re.findall(rb"<day>\s*(\w+)\s*</day>", block.group(1)) if block else []
+    days = re.findall(rb"<day>\s*(\w+)\s*</day>", _element(head, b"skipdays"))
     return frozenset(_DAYS[d.decode().lower()] for d in days if d.decode().lower() in _DAYS)
+
+
+def _element(head: bytes, name: bytes) -> bytes:
+    """The content of the first <name>...</name> in ``head`` (name in lower case)."""
+    lower = head.lower()
+    start = lower.find(b"<" + name + b">")
+    end = lower.find(b"</" + name + b">", start) if start >= 0 else -1
+    return head[start + len(name) + 2 : end] if end >= 0 else b""
 
 
 def parse_sitemap(body: bytes, url: str) -> ParsedFeed:
@@ -173,7 +206,8 @@ def parse_sitemap(body: bytes, url: str) -> ParsedFeed:
         raise FeedError("not_a_feed", url, "empty sitemap")
     if _local(root) == "sitemapindex":
         locs = [_text(node, "loc") for node in root if _local(node) == "sitemap"]
-        return ParsedFeed(kind="sitemap", children=[urljoin(url, loc) for loc in locs if loc])
+        children = [child for loc in locs if (child := _absolute(url, loc))]
+        return ParsedFeed(kind="sitemap", children=children)
     items = [_sitemap_item(node, url) for node in root if _local(node) == "url"]
     return ParsedFeed(kind="sitemap", items=[i for i in items if i.link])
 
@@ -185,7 +219,7 @@ def _sitemap_item(node: Any, base: str) -> FeedItem:
     keywords = _text(news, "keywords") if news is not None else ""
     language = _text(news, "language") if news is not None else ""
     return FeedItem(
-        link=urljoin(base, _text(node, "loc")) if _text(node, "loc") else "",
+        link=_absolute(base, _text(node, "loc")),
         title=title,
         published=iso_from_text(date),
         tags=[k.strip() for k in keywords.split(",") if k.strip()],
@@ -213,7 +247,7 @@ def _xml_item(entry: Any, base: str) -> FeedItem:
     contents = [c.get("value", "") for c in entry.get("content", []) if c.get("value")]
     summary = max([*contents, entry.get("summary", "")], key=len)
     return FeedItem(
-        link=urljoin(base, link.strip()) if link else "",
+        link=_absolute(base, link.strip()),
         guid=guid,
         title=_plain(entry.get("title", "")),
         summary=html_to_text(summary),
@@ -234,29 +268,60 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         raise FeedError("not_a_feed", url, f"invalid JSON: {exc}") from None
     if not isinstance(data, dict) or "jsonfeed.org/version" not in str(data.get("version", "")):
         raise FeedError("not_a_feed", url, "JSON without a jsonfeed.org version")
-    items = [_json_item(item, url) for item in data.get("items", []) if isinstance(item, dict)]
+    data = _without_lone_surrogates(data)
+    items = [_json_item(item, url) for item in _list(data.get("items")) if isinstance(item, dict)]
     return ParsedFeed(
-        title=str(data.get("title", "")), language=data.get("language"), items=items, kind="json"
-    )
+        title=_str(data.get("title")), language=_str(data.get("language")) or None, items=items,
+        kind="json",
+    )  # fmt: skip
 
 
 def _json_item(item: dict[str, Any], base: str) -> FeedItem:
-    link = str(item.get("url") or item.get("external_url") or "")
-    authors = item.get("authors") or (
+    """One JSON Feed item; a field of the wrong type counts as absent."""
+    link = _str(item.get("url")) or _str(item.get("external_url"))
+    authors = _list(item.get("authors")) or (
         [item["author"]] if isinstance(item.get("author"), dict) else []
     )
-    text = item.get("content_text") or html_to_text(str(item.get("content_html") or ""))
+    text = _str(item.get("content_text")) or html_to_text(_str(item.get("content_html")))
     return FeedItem(
-        link=urljoin(base, link) if link else "",
+        link=_absolute(base, link),
         guid=str(item.get("id", "")),
-        title=str(item.get("title") or ""),
-        summary=text or str(item.get("summary") or ""),
+        title=_str(item.get("title")),
+        summary=text or _str(item.get("summary")),
         authors=[str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")],
         published=iso_from_text(item.get("date_published")),
         updated=iso_from_text(item.get("date_modified")),
-        tags=[str(t) for t in item.get("tags", []) if t],
-        image=item.get("image") or item.get("banner_image"),
+        tags=[str(t) for t in _list(item.get("tags")) if t],
+        image=_str(item.get("image")) or _str(item.get("banner_image")) or None,
     )
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _without_lone_surrogates(data: Any) -> Any:
+    """``data`` with each lone surrogate (JSON's "\\ud800", valid JSON, but no UTF-8 can
+    carry it to Redis) replaced by U+FFFD."""
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.loads(text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
+    return data
+
+
+def _absolute(base: str, link: str) -> str:
+    """``link`` resolved against ``base``; "" for none, or for one that is not a URL
+    (``http://[x``): that item is then skipped as having no usable link."""
+    try:
+        return urljoin(base, link) if link else ""
+    except ValueError:
+        return ""
 
 
 def html_to_text(html: str) -> str:
