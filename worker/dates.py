@@ -14,9 +14,12 @@ def iso_from_struct(parsed: time.struct_time | None) -> str | None:
     if not parsed:
         return None
     try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(calendar.timegm(parsed)))
+        utc = time.gmtime(calendar.timegm(parsed))
     except (OverflowError, ValueError):
         return None
+    if not 1000 <= utc.tm_year <= 9999:  # %Y writes 999, not 0999: no longer ISO 8601
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", utc)
 
 
 def iso_from_text(value: Any) -> str | None:

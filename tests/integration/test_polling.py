@@ -245,6 +245,33 @@ def test_a_sitemap_index_adds_its_sitemaps_and_skips_unusable_ones(
     assert {f.url for f in rt.registry.all() if tag in f.url} == {index_url, child}
 
 
+def test_a_hostile_feed_is_recorded_on_its_status_at_every_poll(
+    rt: Runtime, newsroom: Newsroom
+) -> None:
+    """Each of these raised out of the poll (the task crashed, the feed came back at each
+    lease expiry and nothing was written on its status)."""
+    tag = f"hf{time.time_ns()}"
+    page = newsroom.add(f"/{tag}/a.html", body=article_html("A", story(tag)))
+    good_item = f"<item><title>A</title><link>{page}</link></item>".encode()
+    head = b'<?xml version="1.0"?><rss version="2.0"><channel><title>h</title>'
+    odd_cache = newsroom.add(
+        f"/{tag}/cache.xml",
+        feed_route(head + good_item + b"</channel></rss>", **{"Cache-Control": "max-age=\u00b2"}),
+    )
+    surrogate_item = b"<item><title>&#xD800;</title></item>"
+    bad_reference = newsroom.add(f"/{tag}/ref.xml", feed_route(head + surrogate_item + b"</rss>"))
+    cached = rt.registry.add(odd_cache)
+    poll(rt, cached.feed_id)
+    record = rt.registry.get(cached.feed_id)
+    assert record is not None and (record.status, record.entries_new) == ("ok", 1)
+    broken = rt.registry.add(bad_reference)
+    for polls in (1, 2):
+        poll(rt, broken.feed_id)
+        record = rt.registry.get(broken.feed_id)
+        assert record is not None and record.polls == polls and record.status == "error"
+        assert record.last_error.startswith("not_a_feed: unparsable (UnicodeEncodeError")
+
+
 SPEC_HOSTS = (
     b"jsonfeed.org",
     b"www.w3.org",

@@ -68,3 +68,9 @@ def test_updated_precedence() -> None:
     )
     assert merge_updated("2020-01-01T00:00:00Z", None, published) is None
     assert merge_updated("2020-01-01T00:00:00Z", None, None) == "2020-01-01T00:00:00Z"
+
+
+def test_years_before_1000_are_no_iso_dates() -> None:
+    # strftime writes year 999 as "999": the date would break the stream's schema
+    assert iso_from_text("0999-01-01T00:00:00Z") is None
+    assert iso_from_text("1000-01-01T00:00:00Z") == "1000-01-01T00:00:00Z"

@@ -80,3 +80,16 @@ def test_header_parsing() -> None:
     assert freshness({"cache-control": "no-cache, max-age=600"}) is None
     assert freshness({"expires": "Wed, 21 Oct 2015 08:00:00 GMT",
                       "date": "Wed, 21 Oct 2015 07:00:00 GMT"}) == 3600  # fmt: skip
+
+
+def test_header_numbers_in_other_scripts_are_no_numbers() -> None:
+    # "²".isdigit() is true and float("²") raises: every poll of such a feed crashed
+    assert retry_after("\u00b2") is None
+    assert retry_after("\u0663") is None  # an Arabic-Indic three
+    assert freshness({"cache-control": "max-age=\u00b2"}) is None
+    assert freshness({"cache-control": "max-age=60"}) == 60.0
+
+
+def test_backoff_after_any_number_of_failures_is_the_cap() -> None:
+    delay = backoff_interval(POLICY, None, error_score=5_000.0, retry_after_s=None)
+    assert POLICY.max_backoff_s * 0.89 <= delay <= POLICY.max_backoff_s * 1.11

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from worker.dedup.canonical import url_id
 from worker.errors import (
     FeedError,
@@ -119,6 +121,24 @@ def poll_feed(rt: Runtime, feed_id: str, token: str, enqueue: Enqueue) -> PollRe
     except FetchError as exc:
         return _failed(rt, feed, time.time(), exc)
     polled_at = time.time()  # intervals count from the answer (a host slot can take a while)
+    try:
+        return _take_in(rt, feed, response, polled_at, enqueue)
+    except redis.RedisError:
+        raise  # Redis away: the poll's lease brings it back
+    except Exception as exc:
+        # Something in the answer that no check foresaw: recorded on the feed, which backs
+        # off as for any failure. Left to the task, it would be polled again at each lease
+        # expiry, fail the same way, and leave nothing on the feed's status.
+        log.exception("poll of %s: the answer could not be handled", feed.url)
+        failure = FeedError("feed_error", feed.url, f"{type(exc).__name__}: {exc}"[:300])
+        return _failed(rt, feed, polled_at, failure)
+
+
+def _take_in(
+    rt: Runtime, feed: FeedRecord, response: Response, polled_at: float, enqueue: Enqueue
+) -> PollResult:
+    """Record a feed's answer: unchanged, or its new entries claimed and enqueued."""
+    feed_id = feed.feed_id
     redirect = _track_redirects(rt, feed, response)
     digest = hashlib.sha256(response.body).hexdigest()[:32]
     if response.status == 304 or digest == feed.body_hash:

@@ -95,7 +95,8 @@ def backoff_interval(
 ) -> float:
     """Seconds until the next poll after failures (exponential in the error score)."""
     base = min(max(fixed_s or policy.default_s, policy.min_s), policy.max_s)
-    delay = min(base * 2 ** max(error_score - 1, 0), policy.max_backoff_s)
+    # 2 ** 1025 does not fit a float: cap the exponent, the result is capped anyway
+    delay = min(base * 2 ** min(max(error_score - 1, 0), 64), policy.max_backoff_s)
     return max(_jitter(policy, delay), min(retry_after_s or 0, policy.max_backoff_s))
 
 

@@ -13,12 +13,18 @@ def _http_date(value: str) -> float | None:
         return None
 
 
+def _seconds(value: str) -> bool:
+    """Whether ``value`` is delta-seconds: ASCII digits only ("²".isdigit() is true, and
+    float() refuses it)."""
+    return value.isascii() and value.isdigit()
+
+
 def retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _seconds(value):
         return float(value)
     when = _http_date(value)
     if when is None:
@@ -32,7 +38,7 @@ def freshness(headers: dict[str, str], now: float | None = None) -> float | None
         name, _, value = directive.strip().partition("=")
         if name in ("no-cache", "no-store"):
             return None
-        if name in ("max-age", "s-maxage") and value.strip().strip('"').isdigit():
+        if name in ("max-age", "s-maxage") and _seconds(value.strip().strip('"')):
             return float(value.strip().strip('"'))
     expires = _http_date(headers.get("expires", ""))
     if expires is None:
