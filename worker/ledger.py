@@ -21,6 +21,7 @@ from worker.lua import run_script
 from worker.model import FeedEntry
 
 TERMINAL_STATES = frozenset({"published", "duplicate", "unchanged", "failed"})
+RETRY_AFTER_MOST_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -180,10 +181,12 @@ class Ledger:
         return dict(record)
 
     def retry_later(self, entry_id: str, attempt: int, at_least_s: float | None = None) -> float:
-        """Schedule a transient failure for another try; the sweeper re-enqueues it then."""
+        """Schedule a transient failure for another try; the sweeper re-enqueues it then.
+        A server's Retry-After counts up to a day: a longer one (or a date in 9999) would
+        park the entry for ever."""
         base = self._leases.retry_base_s
         delay = min(base * 2 ** max(attempt - 1, 0), 600.0) * random.uniform(0.75, 1.25)
-        return self._wait(entry_id, max(delay, at_least_s or 0.0))
+        return self._wait(entry_id, max(delay, min(at_least_s or 0.0, RETRY_AFTER_MOST_S)))
 
     def defer(self, entry_id: str, stage: str, seconds: float) -> float:
         """Put an entry back for later without counting the attempt (host budget spent)."""

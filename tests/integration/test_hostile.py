@@ -162,3 +162,15 @@ def test_private_targets_end_as_blocked_dead_letters(
         assert secret.count("/admin.html") == 0  # never connected
     finally:
         secret.close()
+
+
+@pytest.mark.parametrize("retry_after", [float("inf"), 10.0**300, 250 * 365 * 86_400.0])
+def test_a_servers_retry_after_counts_up_to_a_day(own_rt: Runtime, retry_after: float) -> None:
+    """A page's 503 said Retry-After: 400 nines (inf) or a date in 9999: the entry was
+    parked for ever, neither retried nor dead-lettered."""
+    entry_id = f"retry-{time.time_ns()}"
+    delay = own_rt.ledger.retry_later(entry_id, 1, at_least_s=retry_after)
+    due = own_rt.client.zscore(own_rt.keys.inflight, entry_id)
+    assert delay == 86_400.0
+    assert due is not None and due <= time.time() + 86_400
+

@@ -94,3 +94,13 @@ def test_charset_precedence(body: bytes, content_type: str, expected: str) -> No
 
 def test_invalid_utf8_does_not_crash() -> None:
     assert decode_html(b"<p>ok \xff\xfe\xfa end</p>", "text/html")
+
+
+@pytest.mark.parametrize("charset", ["base64", "zlib", "rot13", "undefined", "punycode", "utf-7"])
+def test_a_declared_charset_that_is_no_text_encoding_is_ignored(charset: str) -> None:
+    body = b"<html><p>plain +2AA- text</p></html>"
+    meta = body.replace(b"<html>", f'<html><meta charset="{charset}">'.encode())
+    for page, declared in ((body, f"text/html; charset={charset}"), (meta, "text/html")):
+        html = decode_html(page, declared)
+        assert "plain +2AA- text" in html  # as UTF-8: UTF-7 would give a lone surrogate
+        html.encode()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import brotli
 from charset_normalizer import from_bytes
@@ -111,11 +111,11 @@ def decode_html(body: bytes, content_type: str) -> str:
     for bom, encoding in _BOMS:
         if body.startswith(bom):
             return body.decode(encoding, errors="replace")
-    for candidate in (charset_of(content_type), _meta_charset(body)):
-        if candidate and _known(candidate):
+    for candidate in _declared_charsets(body, content_type):
+        if _text_encoding(candidate):
             try:
                 return body.decode(candidate)
-            except UnicodeDecodeError:
+            except (UnicodeError, LookupError):
                 continue  # the declaration lied; keep looking
     try:
         return body.decode("utf-8")
@@ -125,14 +125,26 @@ def decode_html(body: bytes, content_type: str) -> str:
         return body.decode(encoding, errors="replace")
 
 
+def _declared_charsets(body: bytes, content_type: str) -> Iterator[str]:
+    """The charsets the response declares: the header's, then (read only if needed) the
+    page's <meta>."""
+    if charset := charset_of(content_type):
+        yield charset
+    if charset := _meta_charset(body):
+        yield charset
+
+
 def _meta_charset(body: bytes) -> str | None:
     match = _META_CHARSET.search(body[:4096])
     return match.group(1).decode("ascii", "ignore").lower() if match else None
 
 
-def _known(encoding: str) -> bool:
+def _text_encoding(name: str) -> bool:
+    """Whether ``name`` is an encoding a page may declare: a text encoding Python knows
+    ("base64" and "zlib" are codecs, not text encodings), and not UTF-7, which decodes
+    to lone surrogates that no UTF-8 can carry (and hides markup from filters)."""
     try:
-        codecs.lookup(encoding)
+        codec = codecs.lookup(name)
     except LookupError:
         return False
-    return True
+    return codec.name != "utf-7" and getattr(codec, "_is_text_encoding", True)

@@ -8,6 +8,7 @@ origin our address guard refuses is a permanent error with the guard's reason.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -27,12 +28,15 @@ AGENT = "newswire"
 LOCAL_TTL_S = 300.0
 LOCAL_ENTRIES = 10_000
 REFUSED = frozenset({"blocked_address", "unsupported_scheme", "invalid_url"})  # by our guard
+_PACING = re.compile(r"\s*(crawl-delay|request-rate)\s*:", re.I)
 
 
 @lru_cache(maxsize=4096)
 def _parser(text: str, _digest: str) -> RobotFileParser:
     parser = RobotFileParser()
-    parser.parse(text.splitlines())
+    # The standard parser raises on a Crawl-delay or Request-rate it cannot read ("²"):
+    # we read neither (host_delay_s paces a host), so they are left out.
+    parser.parse(line for line in text.splitlines() if not _PACING.match(line))
     return parser
 
 
