@@ -13,7 +13,13 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
-from worker.errors import ExtractionError, FetchError, HostBusy, NewswireError
+from worker.errors import (
+    UNEXPECTED_DATA_ERRORS,
+    ExtractionError,
+    FetchError,
+    HostBusy,
+    NewswireError,
+)
 from worker.extract.document import article_document
 from worker.extract.timeout import time_limit
 from worker.fetch.page import fetch_page
@@ -104,6 +110,15 @@ def extract_fetched(rt: Runtime, fetched: Fetched) -> StageResult:
         outcome = _extract_and_publish(rt, fetched.entry, fetched.page)
     except ExtractionError as exc:
         failed = _fail(rt, fetched.entry, exc, fetched.attempt)
+        return replace(failed, cpu_s=time.thread_time() - started)
+    except UNEXPECTED_DATA_ERRORS as exc:
+        # This page only: raised to the task, it would end the task's whole batch, and
+        # come back at each retry of the entry until "gave_up_after_attempts".
+        log.exception("extraction of %s failed", fetched.entry.url)
+        error = ExtractionError(
+            "extraction_error", fetched.entry.url, f"{type(exc).__name__}: {exc}"
+        )
+        failed = _fail(rt, fetched.entry, error, fetched.attempt)
         return replace(failed, cpu_s=time.thread_time() - started)
     # the publish script dropped the page
     return StageResult("done", outcome.kind, cpu_s=time.thread_time() - started)

@@ -22,8 +22,11 @@ from tests.support import (
     rss,
     story,
 )
+from worker import pipeline
 from worker.config import Settings
 from worker.dedup.canonical import url_id
+from worker.ledger import HandedPage
+from worker.model import FeedEntry
 from worker.replay import request_poll
 from worker.runtime import Runtime
 from worker.service import WorkerProcesses
@@ -174,3 +177,17 @@ def test_a_servers_retry_after_counts_up_to_a_day(own_rt: Runtime, retry_after: 
     assert delay == 86_400.0
     assert due is not None and due <= time.time() + 86_400
 
+
+def test_a_page_that_breaks_extraction_is_dead_lettered_alone(own_rt: Runtime) -> None:
+    """An exception no check foresaw (here a feed summary that is no text) fails its own
+    entry with its reason; raised, it ended the task's whole batch and came back at each
+    retry until "gave_up_after_attempts"."""
+    url = f"https://news.example/broken-{time.time_ns()}.html"
+    entry = FeedEntry(entry_id=url_id(url), feed_id="f", feed_url="https://news.example/feed",
+                      url=url, summary=5)  # type: ignore[arg-type]  # fmt: skip
+    page = HandedPage(url, "2026-12-06T00:00:00Z", "<html><body><p>Too short.</p></body></html>")
+    result = pipeline.extract_fetched(own_rt, pipeline.Fetched(entry, page, 1))
+    assert (result.next, result.detail) == ("failed", "extraction_error")
+    (_sid, dead), *_ = messages(own_rt, own_rt.keys.deadletter)
+    assert (dead["reason"], dead["url"]) == ("extraction_error", url)
+    assert dead["detail"].startswith("TypeError")
