@@ -312,7 +312,12 @@ def feeds_import(settings: Settings, opml_file: Any) -> None:
     """Import feeds from an OPML file (categories become tags)."""
     from worker.feeds.opml import parse_opml
 
-    items = parse_opml(opml_file.read())
+    try:
+        items = parse_opml(opml_file.read())
+    except (ValueError, RecursionError, UnicodeError) as exc:  # ParseError is a SyntaxError
+        raise click.ClickException(f"{opml_file.name} is not an OPML file we read: {exc}") from None
+    except SyntaxError as exc:
+        raise click.ClickException(f"{opml_file.name} is not XML: {exc}") from None
     skipped = 0
     with runtime_for(settings) as (rt, _handle):
         for item in items:

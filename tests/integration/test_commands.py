@@ -176,6 +176,11 @@ def test_feeds_import_skips_a_bad_outline_and_says_so(tmp_path: Path) -> None:
     assert "imported 2 feeds, skipped 1" in result.stdout
     assert "skipped ftp://b.example.com/feed.xml: unsupported_scheme" in result.stderr
     assert "Traceback" not in result.stderr
+    not_xml = tmp_path / "broken.opml"
+    not_xml.write_text('<?xml version="1.0"?><opml><body><outline xmlUrl="https://x.example/f"')
+    broken = newswire(tmp_path, "feeds", "import", str(not_xml))
+    assert broken.returncode == 1 and "broken.opml is not XML" in broken.stderr
+    assert "Traceback" not in broken.stderr
     listed = newswire(tmp_path, "feeds", "list", "--json")
     urls = sorted(json.loads(line)["url"] for line in listed.stdout.splitlines())
     assert urls == ["https://a.example.com/feed.xml", "https://c.example.com/feed.xml"]
