@@ -28,6 +28,7 @@ feeds:
   - url: https://typo.example.com/feed
     intervall_s: 300
   - 42
+  - "https://surrogate.example.com/\\ud800"
 """
 
 
@@ -46,7 +47,7 @@ def test_items_that_are_not_feeds_are_skipped_and_explained(
     assert tagged.interval_s == 600
     assert len(own_rt.registry.all()) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 5, errors
+    assert len(errors) == 6, errors
     for expected in (
         "ftp://files.example.com/feed.xml: unsupported_scheme",
         "feed 4 ({'tags': ['no-url']}): url: Field required",
@@ -55,6 +56,7 @@ def test_items_that_are_not_feeds_are_skipped_and_explained(
         "feed 6",
         "intervall_s: Extra inputs are not permitted",
         "feed 7 (42): item: Input should be a valid dictionary",
+        "surrogate.example.com/\\ud800': UnicodeEncodeError",
     ):
         assert any(expected in error for error in errors), (expected, errors)
 
