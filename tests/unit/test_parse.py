@@ -142,6 +142,14 @@ def test_an_item_whose_link_is_not_a_url_is_skipped_not_the_feed() -> None:
     assert parse_feed(index, "https://a.example/i.xml", {}).children == ["https://a.example/s.xml"]
 
 
+def test_an_image_enclosure_without_a_url_is_no_image() -> None:
+    body = RSS_HEAD + (
+        b'<item><link>https://a.example/1</link><enclosure type="image/png" length="1"/></item>'
+        b"</channel></rss>"
+    )
+    assert parse_feed(body, "https://a.example/feed", {}).items[0].image is None  # was "None"
+
+
 def test_json_feed_fields_of_the_wrong_type_count_as_absent() -> None:
     body = (
         "{" + JSON_VERSION + ', "title": 5, "language": [], "items": ['

@@ -353,5 +353,5 @@ def _image(entry: Any) -> str | None:
             return str(media["url"])
     for link in entry.get("links", []):
         if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
-            return str(link.get("href"))
+            return str(link["href"]) if link.get("href") else None
     return None
