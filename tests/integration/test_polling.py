@@ -229,7 +229,8 @@ def test_a_sitemap_index_adds_its_sitemaps_and_skips_unusable_ones(
         Route(body=b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/'
              b'sitemap/0.9"></urlset>', content_type="application/xml"),
     )  # fmt: skip
-    locs = [child, f"ftp://files.example.com/{tag}.xml", "javascript:alert(1)"]
+    elsewhere = f"https://other-site.example.com/{tag}.xml"
+    locs = [child, f"ftp://files.example.com/{tag}.xml", "javascript:alert(1)", elsewhere]
     index = (
         '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
         + "".join(f"<sitemap><loc>{loc}</loc></sitemap>" for loc in locs)
@@ -243,6 +244,7 @@ def test_a_sitemap_index_adds_its_sitemaps_and_skips_unusable_ones(
     added = rt.registry.find(child)
     assert added is not None and added.tags == [tag]
     assert {f.url for f in rt.registry.all() if tag in f.url} == {index_url, child}
+    assert rt.registry.find(elsewhere) is None  # an index names its own site's sitemaps
 
 
 def test_a_hostile_feed_is_recorded_on_its_status_at_every_poll(

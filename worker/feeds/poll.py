@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from worker.dedup.canonical import url_id
+from worker.dedup.canonical import same_site, url_id
 from worker.errors import (
     FeedError,
     FetchError,
@@ -165,8 +165,16 @@ def _take_in(
 
 def _add_children(rt: Runtime, feed: FeedRecord, children: list[str]) -> None:
     """A sitemap index: each sitemap it lists becomes a source, but for those whose URL we
-    would never fetch (another scheme): one of them must not fail the index's polls."""
-    for child in children:
+    would never fetch (another scheme): one of them must not fail the index's polls. Only
+    sitemaps of the index's own site, as the sitemaps protocol says: an index must not make
+    us poll other sites (any number of them)."""
+    own = [child for child in children if same_site(child, feed.url)]
+    if len(own) < len(children):
+        log.warning(
+            "sitemap index %s: skipped %d sitemaps of other sites",
+            feed.url, len(children) - len(own),
+        )  # fmt: skip
+    for child in own:
         try:
             rt.registry.add(child, tags=feed.tags)
         except PermanentFetchError as exc:
