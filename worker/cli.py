@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from worker.config import Settings, load_settings, use_config_file
-from worker.errors import PermanentFetchError
 from worker.observability import setup_logging
 from worker.redis import RedisHandle, open_redis
 from worker.runtime import Runtime
@@ -314,20 +313,16 @@ def feeds_import(settings: Settings, opml_file: Any) -> None:
 
     try:
         items = parse_opml(opml_file.read())
-    except (ValueError, RecursionError, UnicodeError) as exc:  # ParseError is a SyntaxError
+    except (ValueError, RecursionError) as exc:  # ParseError is a SyntaxError
         raise click.ClickException(f"{opml_file.name} is not an OPML file we read: {exc}") from None
     except SyntaxError as exc:
         raise click.ClickException(f"{opml_file.name} is not XML: {exc}") from None
-    skipped = 0
     with runtime_for(settings) as (rt, _handle):
-        for item in items:
-            try:
-                rt.registry.add(item.url, item.tags)
-            except PermanentFetchError as exc:  # one bad outline must not stop the rest
-                click.echo(f"skipped {item.url}: {exc.reason} ({exc.detail})", err=True)
-                skipped += 1
-    click.echo(f"imported {len(items) - skipped} feeds{f', skipped {skipped}' if skipped else ''}")
-    if skipped:
+        imported, refused = rt.registry.add_each((item.url, item.tags, None) for item in items)
+    for why in refused:
+        click.echo(f"skipped {why}", err=True)
+    click.echo(f"imported {imported} feeds{f', skipped {len(refused)}' if refused else ''}")
+    if refused:
         sys.exit(1)
 
 

@@ -15,7 +15,6 @@ import redis
 
 from worker.celery_app import queue_names
 from worker.config import FeedsFileError, read_feeds_file
-from worker.errors import UNEXPECTED_DATA_ERRORS, PermanentFetchError
 from worker.feeds.schedule import claim_due
 from worker.observability import beat
 from worker.runtime import Runtime
@@ -31,19 +30,9 @@ def load_feeds_file(rt: Runtime, path: Path | None) -> int:
     if path is None or not path.exists():
         return 0
     specs, problems = read_feeds_file(path)
-    for problem in problems:
+    count, refused = rt.registry.add_each((s.url, s.tags, s.interval_s) for s in specs)
+    for problem in [*problems, *refused]:
         log.error("feeds file: skipped %s", problem)
-    count = 0
-    for spec in specs:
-        try:
-            rt.registry.add(spec.url, tags=spec.tags, interval_s=spec.interval_s)
-        except PermanentFetchError as exc:
-            log.error("feeds file: skipped %s: %s (%s)", spec.url, exc.reason, exc.detail)
-            continue
-        except UNEXPECTED_DATA_ERRORS as exc:  # a URL with a lone surrogate, ...
-            log.error("feeds file: skipped %r: %s: %s", spec.url, type(exc).__name__, exc)
-            continue
-        count += 1
     return count
 
 

@@ -27,7 +27,6 @@ from worker.errors import (
     FetchError,
     HostBusy,
     NewswireError,
-    PermanentFetchError,
     failure_weight,
 )
 from worker.feeds.parse import FeedItem, ParsedFeed, parse_feed, split_items
@@ -174,11 +173,9 @@ def _add_children(rt: Runtime, feed: FeedRecord, children: list[str]) -> None:
             "sitemap index %s: skipped %d sitemaps of other sites",
             feed.url, len(children) - len(own),
         )  # fmt: skip
-    for child in own:
-        try:
-            rt.registry.add(child, tags=feed.tags)
-        except PermanentFetchError as exc:
-            log.warning("sitemap index %s: skipped %s (%s)", feed.url, child, exc.reason)
+    _added, refused = rt.registry.add_each((child, feed.tags, None) for child in own)
+    for why in refused:
+        log.warning("sitemap index %s: skipped %s", feed.url, why)
 
 
 def _unseen_items(body: bytes, previous: str) -> tuple[bytes, str]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
 from worker.dedup.canonical import canonical_url
+from worker.errors import UNEXPECTED_DATA_ERRORS, PermanentFetchError
 from worker.fetch.guard import check_url
 from worker.keys import Keys
 from worker.lua import run_script
@@ -102,6 +103,24 @@ class Registry:
         pipe.zadd(self._keys.feeds_due, {record.feed_id: time.time()})
         pipe.execute()
         return record
+
+    def add_each(
+        self, feeds: Iterable[tuple[str, list[str], float | None]]
+    ) -> tuple[int, list[str]]:
+        """Register each (url, tags, interval_s): how many were, and why each other one was
+        not (a URL we would never fetch, one with a lone surrogate): one bad feed of an
+        import, the feeds file or a sitemap index must not keep out the rest."""
+        added, refused = 0, []
+        for url, tags, interval_s in feeds:
+            try:
+                self.add(url, tags, interval_s)
+            except PermanentFetchError as exc:
+                refused.append(f"{url}: {exc.reason} ({exc.detail})")
+            except UNEXPECTED_DATA_ERRORS as exc:
+                refused.append(f"{url!r}: {type(exc).__name__}: {exc}")
+            else:
+                added += 1
+        return added, refused
 
     def find(self, url_or_id: str) -> FeedRecord | None:
         """Look a feed up by id or URL."""
