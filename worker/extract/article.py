@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+from urllib.parse import urlsplit
 
 import justext.core
 import trafilatura
@@ -16,6 +17,8 @@ from trafilatura.meta import reset_caches
 
 from worker.dates import iso_from_text
 from worker.dedup.canonical import same_site
+from worker.errors import PermanentFetchError
+from worker.fetch.guard import check_url
 from worker.model import ExtractedPage, utc_iso
 
 _HTML_LANG = re.compile(
@@ -47,7 +50,7 @@ def extract_page(html: str, url: str) -> ExtractedPage:
     updated = page_updated(html)
     if doc is None:
         return ExtractedPage(language=language, updated=updated)
-    canonical = doc.url if doc.url and same_site(doc.url, url) else None
+    canonical = doc.url if doc.url and is_own_address(doc.url, url) else None
     return ExtractedPage(
         text=without_headline((doc.text or "").strip(), doc.title),
         title=doc.title or None,
@@ -61,6 +64,18 @@ def extract_page(html: str, url: str) -> ExtractedPage:
         image=doc.image or None,
         canonical_url=canonical,
     )
+
+
+def is_own_address(candidate: str, url: str) -> bool:
+    """Whether a page fetched from ``url`` may name ``candidate`` its canonical address:
+    a URL we could fetch (http/https, a host, a port that exists) on the same site. The
+    canonical URL becomes the article's id, so another site's, or one nobody can open,
+    would not do."""
+    try:
+        check_url(candidate)
+    except PermanentFetchError:
+        return False
+    return urlsplit(candidate).port != 0 and same_site(candidate, url)
 
 
 def page_language(html: str) -> str | None:
