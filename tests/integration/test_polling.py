@@ -475,3 +475,17 @@ def test_autodiscovery_finds_advertised_and_common_feeds(newsroom: Newsroom) -> 
         assert discover(fetcher, bare.url("/"), limits, probe=False) == []
     finally:
         bare.close()
+
+
+def test_autodiscovery_checks_a_bounded_number_of_links(newsroom: Newsroom) -> None:
+    from worker.feeds.discover import MOST_CHECKED, discover
+
+    links = "".join(f'<a href="/section{n}/rss.xml">feed {n}</a>' for n in range(500))
+    newsroom.add("/", Route(body=f"<html><body>{links}</body></html>".encode()))
+    for n in (0, 7):
+        newsroom.add(f"/section{n}/rss.xml", feed_route(rss([])))
+    fetcher = Fetcher("t", True)
+    found = discover(fetcher, newsroom.url("/"), FetchLimits(deadline_s=5))
+    assert found == [newsroom.url("/section0/rss.xml"), newsroom.url("/section7/rss.xml")]
+    checked = sum(newsroom.count(f"/section{n}/rss.xml") for n in range(500))
+    assert checked == MOST_CHECKED  # not 500 fetches, one after the other

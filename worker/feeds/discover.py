@@ -7,6 +7,7 @@ Every request goes through our own Fetcher, so its limits and address guard appl
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urljoin, urlsplit
 
 from trafilatura.feeds import FeedParameters, determine_feed
@@ -19,6 +20,11 @@ from worker.fetch.limits import FetchLimits
 
 COMMON_PATHS = ("/feed", "/rss", "/rss.xml", "/feed.xml", "/atom.xml", "/index.xml",
                 "/feeds/posts/default", "/feed.json", "/news-sitemap.xml")  # fmt: skip
+# Each candidate costs a fetch, one after the other; a directory page linking thousands of
+# feeds would keep `feeds add` busy for hours (add such feeds by OPML instead).
+MOST_CHECKED = 50
+
+log = logging.getLogger(__name__)
 
 
 def is_feed(fetcher: Fetcher, url: str, limits: FetchLimits) -> bool:
@@ -43,7 +49,12 @@ def discover(fetcher: Fetcher, url: str, limits: FetchLimits, probe: bool = True
     html = decode_html(response.body, response.content_type)
     host = urlsplit(response.url).hostname or ""
     advertised = determine_feed(html, FeedParameters(response.url, host, response.url))
-    found = [link for link in advertised if is_feed(fetcher, link, limits)]
+    if len(advertised) > MOST_CHECKED:
+        log.warning(
+            "%s links %d possible feeds; only the first %d are checked",
+            response.url, len(advertised), MOST_CHECKED,
+        )  # fmt: skip
+    found = [link for link in advertised[:MOST_CHECKED] if is_feed(fetcher, link, limits)]
     if found or not probe:
         return found
     candidates = (urljoin(response.url, path) for path in COMMON_PATHS)
