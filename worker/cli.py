@@ -246,7 +246,11 @@ def feeds_add(
             if not urls:
                 raise click.ClickException(f"no feed found at {url} (--no-discover adds it as is)")
         for found in urls:
-            record = rt.registry.add(found, list(tags), interval)
+            try:
+                record = rt.registry.add(found, list(tags), interval)
+            except FetchError as exc:
+                detail = f"{exc.reason} {exc.detail}"
+                raise click.ClickException(f"cannot add {found}: {detail}") from None
             click.echo(f"{record.feed_id} {record.url}")
 
 

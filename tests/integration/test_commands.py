@@ -186,6 +186,19 @@ def test_feeds_import_skips_a_bad_outline_and_says_so(tmp_path: Path) -> None:
     assert urls == ["https://a.example.com/feed.xml", "https://c.example.com/feed.xml"]
 
 
+def test_feeds_add_refuses_an_address_it_could_never_fetch(tmp_path: Path) -> None:
+    for url, reason in [
+        ("ftp://example.com/feed.xml", "unsupported_scheme"),
+        ("https://example.com:99999/feed.xml", "invalid_url"),
+    ]:
+        result = newswire(tmp_path, "feeds", "add", "--no-discover", url)
+        assert result.returncode == 1
+        assert f"cannot add {url}: {reason}" in result.stderr
+        assert "Traceback" not in result.stderr
+    listed = newswire(tmp_path, "feeds", "list", "--json")
+    assert listed.stdout == ""
+
+
 @pytest.mark.skipif(
     not os.environ.get("NEWSWIRE_TEST_AMQP_URL"),
     reason="opt-in leg: set NEWSWIRE_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)",
