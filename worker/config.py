@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     redirects_before_move: int = 3  # polls that must see the same 301/308 to move a feed
     poll_lease_s: float = 300.0
     poll_batch: int = 20  # feeds per poll task
+    # Most sitemaps one sitemap index registers, its newest first: a big site's index lists
+    # every archive sitemap back to its first year (up to 50,000), and each would be
+    # backfilled.
+    sitemap_index_limit: int = Field(default=50, ge=0)
     poll_threads: int = 32  # threads per worker process polling a batch
     scheduler_tick_s: float = 1.0
     scheduler_batch: int = 500

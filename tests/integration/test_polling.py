@@ -247,6 +247,27 @@ def test_a_sitemap_index_adds_its_sitemaps_and_skips_unusable_ones(
     assert rt.registry.find(elsewhere) is None  # an index names its own site's sitemaps
 
 
+def test_a_sitemap_index_registers_only_its_newest_sitemaps(
+    rt: Runtime, newsroom: Newsroom
+) -> None:
+    tag = f"big{time.time_ns()}"
+    limit = Settings().sitemap_index_limit
+    days = [f"2026-{1 + n // 28:02d}-{1 + n % 28:02d}" for n in range(limit + 10)]
+    index = (
+        '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        + "".join(
+            f"<sitemap><loc>{newsroom.url(f'/{tag}/{day}.xml')}</loc><lastmod>{day}</lastmod>"
+            "</sitemap>"
+            for day in days  # oldest first, as archives usually are
+        )
+        + "</sitemapindex>"
+    ).encode()
+    index_url = newsroom.add(f"/{tag}/index.xml", Route(body=index, content_type="application/xml"))
+    poll(rt, rt.registry.add(index_url).feed_id)
+    registered = {f.url for f in rt.registry.all() if tag in f.url} - {index_url}
+    assert registered == {newsroom.url(f"/{tag}/{day}.xml") for day in days[-limit:]}
+
+
 def test_a_hostile_feed_is_recorded_on_its_status_at_every_poll(
     rt: Runtime, newsroom: Newsroom
 ) -> None:

@@ -196,3 +196,19 @@ def test_unclosed_markup_costs_linear_time(name: str) -> None:
     with contextlib.suppress(FeedError):
         UNCLOSED[name]()
     assert time.process_time() - started < 5
+
+
+def test_a_sitemap_index_lists_its_newest_sitemaps_first() -> None:
+    index = (
+        b'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<sitemap><loc>/2019.xml</loc><lastmod>2019-12-31</lastmod></sitemap>"
+        b"<sitemap><loc>/undated.xml</loc></sitemap>"
+        b"<sitemap><loc>/today.xml</loc><lastmod>2026-12-06T05:00:00+00:00</lastmod></sitemap>"
+        b"<sitemap><loc>/2024.xml</loc><lastmod>2024-03-01T10:00:00-05:00</lastmod></sitemap>"
+        b"<sitemap><loc>/also-undated.xml</loc><lastmod>not a date</lastmod></sitemap>"
+        b"</sitemapindex>"
+    )
+    children = parse_feed(index, "https://a.example/i.xml", {}).children
+    assert [c.removeprefix("https://a.example/") for c in children] == [
+        "today.xml", "2024.xml", "2019.xml", "undated.xml", "also-undated.xml"
+    ]  # fmt: skip

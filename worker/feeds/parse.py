@@ -69,7 +69,8 @@ class ParsedFeed:
     update_frequency: str | None = None  # sy:updateFrequency
     skip_hours: frozenset[int] = field(default_factory=frozenset)
     skip_days: frozenset[int] = field(default_factory=frozenset)
-    children: list[str] = field(default_factory=list)  # sitemaps listed by a sitemap index
+    # sitemaps listed by a sitemap index, newest first where it dates them
+    children: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -205,11 +206,28 @@ def parse_sitemap(body: bytes, url: str) -> ParsedFeed:
     if root is None:
         raise FeedError("not_a_feed", url, "empty sitemap")
     if _local(root) == "sitemapindex":
-        locs = [_text(node, "loc") for node in root if _local(node) == "sitemap"]
-        children = [child for loc in locs if (child := _absolute(url, loc))]
-        return ParsedFeed(kind="sitemap", children=children)
+        nodes = [node for node in root if _local(node) == "sitemap"]
+        return ParsedFeed(kind="sitemap", children=_newest_first(nodes, url))
     items = [_sitemap_item(node, url) for node in root if _local(node) == "url"]
     return ParsedFeed(kind="sitemap", items=[i for i in items if i.link])
+
+
+def _newest_first(nodes: list[Any], base: str) -> list[str]:
+    """The sitemaps an index lists, those it dates (<lastmod>) newest first, then the
+    undated ones in document order: the order in which they are worth polling."""
+    dated: list[tuple[str, str]] = []
+    undated: list[str] = []
+    for node in nodes:
+        child = _absolute(base, _text(node, "loc"))
+        if not child:
+            continue
+        modified = iso_from_text(_text(node, "lastmod"))
+        if modified:
+            dated.append((modified, child))
+        else:
+            undated.append(child)
+    dated.sort(key=lambda pair: pair[0], reverse=True)
+    return [child for _, child in dated] + undated
 
 
 def _sitemap_item(node: Any, base: str) -> FeedItem:

@@ -166,14 +166,20 @@ def _add_children(rt: Runtime, feed: FeedRecord, children: list[str]) -> None:
     """A sitemap index: each sitemap it lists becomes a source, but for those whose URL we
     would never fetch (another scheme): one of them must not fail the index's polls. Only
     sitemaps of the index's own site, as the sitemaps protocol says: an index must not make
-    us poll other sites (any number of them)."""
+    us poll other sites (any number of them); and only its newest ``sitemap_index_limit``."""
     own = [child for child in children if same_site(child, feed.url)]
     if len(own) < len(children):
         log.warning(
             "sitemap index %s: skipped %d sitemaps of other sites",
             feed.url, len(children) - len(own),
         )  # fmt: skip
-    _added, refused = rt.registry.add_each((child, feed.tags, None) for child in own)
+    limit = rt.settings.sitemap_index_limit
+    if len(own) > limit:
+        log.warning(
+            "sitemap index %s lists %d sitemaps: only the newest %d are polled "
+            "(sitemap_index_limit)", feed.url, len(own), limit,
+        )  # fmt: skip
+    _added, refused = rt.registry.add_each((child, feed.tags, None) for child in own[:limit])
     for why in refused:
         log.warning("sitemap index %s: skipped %s", feed.url, why)
 
