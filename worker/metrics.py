@@ -15,7 +15,12 @@ from wsgiref.simple_server import WSGIServer
 
 import redis
 from prometheus_client import PROCESS_COLLECTOR, generate_latest, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from worker.runtime import Runtime
@@ -49,6 +54,7 @@ class DeploymentCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield from _counters(report["counters"])
+        yield _latency(report["latency"])
         yield from _gauges(report)
 
 
@@ -77,6 +83,15 @@ def _counters(counters: dict[str, int]) -> Iterator[Metric]:
         "newswire_extraction_cpu_seconds",
         "CPU time of extraction and publishing (trafilatura included)",
         value=counters.get("extraction_cpu_ms", 0) / 1000,
+    )
+
+
+def _latency(waited: dict[str, Any]) -> Metric:
+    return HistogramMetricFamily(
+        "newswire_entry_latency_seconds",
+        "Seconds from an entry's claim (the poll that first saw it) to its stream entry",
+        buckets=list(waited["buckets"].items()),
+        sum_value=waited["sum_s"],
     )
 
 

@@ -7,19 +7,23 @@ from typing import Any
 from worker.celery_app import queue_names
 from worker.feeds.registry import FeedRecord
 from worker.observability import live_processes, process_name
+from worker.publish import latency
 from worker.runtime import Runtime
 
 BUSIEST_HOSTS = 10  # hosts listed by the entries they have waiting (a polite host's backlog)
 
 
 def collect_status(rt: Runtime) -> dict[str, Any]:
-    """Counters, stream lengths, queue depths, leases, feeds by status, live processes."""
+    """Counters, entry latency, stream lengths, queue depths, leases, feeds by status, live
+    processes."""
     client, keys = rt.client, rt.keys
     by_status = rt.registry.count_by_status()
     ingest = rt.ledger.ingest_queued()
+    stats = {k: int(v) for k, v in client.hgetall(keys.stats).items()}
     return {
         "redis": rt.settings.redis_url,
-        "counters": {k: int(v) for k, v in client.hgetall(keys.stats).items()},
+        "counters": {k: v for k, v in stats.items() if not k.startswith(latency.FIELD_PREFIX)},
+        "latency": latency.report(latency.from_stats(stats)),
         "streams": {
             name: client.xlen(name) for name in (keys.articles, keys.duplicates, keys.deadletter)
         },
@@ -50,11 +54,24 @@ def render_status(report: dict[str, Any]) -> str:
     for section in ("counters", "streams", "queues", "feeds"):
         values = ", ".join(f"{k}={v}" for k, v in report[section].items()) or "-"
         lines.append(f"{section:<10} {values}")
+    lines.append(f"latency    {_latency_line(report['latency'])}")
     busiest = ", ".join(f"{h or '-'}={n}" for h, n in report["ingest_busiest_hosts"].items())
     lines.append(f"waiting    {busiest or 'no host'}")
     lines.append(f"inflight   {report['inflight_entries']} entries")
     lines.append(f"processes  {', '.join(report['processes']) or 'none'}")
     return "\n".join(lines)
+
+
+def _latency_line(waited: dict[str, Any]) -> str:
+    if not waited["entries"]:
+        return "no entry has reached a stream yet"
+    count = waited["entries"]
+    return (
+        f"{count} {'entry' if count == 1 else 'entries'} from claim to stream: "
+        f"mean {waited['mean_s']} s, "
+        f"p50 <= {waited['p50_le_s']} s, p90 <= {waited['p90_le_s']} s, "
+        f"p99 <= {waited['p99_le_s']} s"
+    )
 
 
 def health_ok(rt: Runtime, required: tuple[str, ...]) -> bool:

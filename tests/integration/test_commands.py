@@ -113,6 +113,8 @@ def test_run_ingests_the_seed_and_stops_cleanly(tmp_path: Path) -> None:
         assert {"worker-io", "worker-cpu", "scheduler"} <= {
             p.split(":")[0] for p in report["processes"]
         }
+        assert report["latency"]["entries"] == 1  # the seed, from its claim to the stream
+        assert "1 entry from claim to stream" in newswire(tmp_path, "status").stdout
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
             served = reply.read().decode()
         assert 'newswire_entries_total{outcome="published"} 1.0' in served

@@ -71,6 +71,11 @@ def test_metrics_count_articles_and_failures_by_reason(rt: Runtime, newsroom: Ne
     assert grew("newswire_polls_total", outcome="parsed") == 1
     assert grew("newswire_extractions_total") == 1
     assert grew("newswire_extraction_cpu_seconds_total") > 0
+    # the published entry's wait from its claim, in the histogram; the failed one is not
+    assert grew("newswire_entry_latency_seconds_count") == 1
+    assert grew("newswire_entry_latency_seconds_bucket", le="+Inf") == 1
+    assert grew("newswire_entry_latency_seconds_bucket", le="60") == 1
+    assert 0 < grew("newswire_entry_latency_seconds_sum") < 60
     assert value(after, "newswire_stream_entries", stream=rt.keys.articles) == rt.client.xlen(
         rt.keys.articles
     )

@@ -15,6 +15,8 @@
 -- ARGV[11] generations to search   ARGV[12] generation ttl seconds
 -- ARGV[13] signature low bytes (32 bytes)   ARGV[14] 16 band tags (2 bytes each)
 -- ARGV[15] the 16 bucket numbers, comma-separated   ARGV[16] article id (16 raw bytes)
+-- ARGV[17] now (the publishing worker's clock)   ARGV[18] latency bucket bounds, seconds,
+-- comma-separated (worker/publish/latency.py)
 -- The index keys (<prefix>:ndh:<generation>, a HASH of bucket -> 6-byte entries
 -- band tag|seq, and <prefix>:ndlog:<n> holding 48-byte records signature|id) are
 -- computed here from the prefix: this script assumes a single Redis, not a cluster.
@@ -35,7 +37,26 @@ end
 local id, digest, rest, ttl = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local ENTRY, TAG, LOG_RECORD, LOG_SPAN, MAX_CANDIDATES = 6, 2, 48, 1024, 256
 
+-- The entry's latency, claim to end, into the histogram in the stats HASH.
+local function count_latency()
+  local claimed = tonumber(redis.call('HGET', KEYS[5], 'claimed_at'))
+  if not claimed then
+    return
+  end
+  local seconds = math.max(tonumber(ARGV[17]) - claimed, 0)
+  local bucket = 'inf'
+  for bound in string.gmatch(ARGV[18], '[^,]+') do
+    if seconds <= tonumber(bound) then
+      bucket = bound
+      break
+    end
+  end
+  redis.call('HINCRBY', KEYS[8], 'latency_le_' .. bucket, 1)
+  redis.call('HINCRBY', KEYS[8], 'latency_ms', math.floor(seconds * 1000 + 0.5))
+end
+
 local function finish(outcome, counter)
+  count_latency()
   redis.call('DEL', KEYS[9])
   redis.call('ZREM', KEYS[10], ARGV[1])
   redis.call('HSET', KEYS[5], 'state', outcome, 'article_id', id)

@@ -19,6 +19,9 @@ from worker.dedup.fingerprint import from_hex
 from worker.dedup.index import NearDupIndex
 from worker.keys import Keys
 from worker.lua import run_script
+from worker.publish.latency import script_bounds
+
+LATENCY_BOUNDS = script_bounds()
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class Publisher:
     def publish(self, article: dict[str, Any], entry_id: str) -> Outcome:
         """Publish ``article`` for entry ``entry_id`` exactly once; return what happened."""
         keys, retention = self._keys, self._retention
-        near = self._index.script_args(from_hex(article["minhash"]), article["id"], time.time())
+        now = time.time()
+        near = self._index.script_args(from_hex(article["minhash"]), article["id"], now)
         result = run_script(
             self._client,
             "publish_article",
@@ -79,7 +83,8 @@ class Publisher:
              keys.content(article["content_hash"]), keys.entry(entry_id), keys.inflight,
              keys.seen(entry_id), keys.stats, keys.page(entry_id), keys.handed],
             [entry_id, article["id"], article["content_hash"], message_rest(article),
-             retention.window_s, retention.maxlen, retention.minid(), *near],
+             retention.window_s, retention.maxlen, retention.minid(), *near, now,
+             LATENCY_BOUNDS],
         )  # fmt: skip
         return Outcome(*result)
 
