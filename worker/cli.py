@@ -212,6 +212,36 @@ def _line(sid: str, message: dict[str, Any]) -> str:
 
 
 @main.group()
+def deadletter() -> None:
+    """Dead-lettered entries (list them with `consume --stream deadletter`)."""
+
+
+@deadletter.command("retry")
+@click.option("--reason", "reasons", multiple=True, help="Only this reason (e.g. http_503).")
+@click.option("--since", default=None, help="Dead-lettered since: 90m, 6h, 2d, or a date.")
+@click.option("--dry-run", is_flag=True, help="Count what would be retried; change nothing.")
+@click.pass_obj
+def deadletter_retry(
+    settings: Settings, reasons: tuple[str, ...], since: str | None, dry_run: bool
+) -> None:
+    """Give failed entries another go once their cause is fixed: the running service's
+    sweeper fetches and extracts them again (attempts start over)."""
+    from worker.deadletters import retry_dead_letters, since_ms
+
+    try:
+        start = since_ms(since, time.time()) if since else 0
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    with runtime_for(settings) as (rt, _handle):
+        report = retry_dead_letters(rt, frozenset(reasons), start, dry_run)
+    verb = "would requeue" if dry_run else "requeued"
+    click.echo(
+        f"{verb} {report.requeued} entries ({report.dead_letters} dead letters matched; "
+        f"{report.not_failed} published or retried since, or expired)"
+    )
+
+
+@main.group()
 def feeds() -> None:
     """Manage the feed registry (takes effect at once, no restart)."""
 

@@ -53,7 +53,12 @@ class Keys:
     # Entry ledger: claims, leases, attempts
     def seen(self, entry_id: str) -> str:
         """STRING: the claim on an entry (a lease until it ends, then kept for the window)."""
-        return f"{self.key_prefix}:seen:{entry_id}"
+        return f"{self.seen_prefix}{entry_id}"
+
+    @property
+    def seen_prefix(self) -> str:
+        """What ``seen(id)`` puts before the id."""
+        return f"{self.key_prefix}:seen:"
 
     def entry(self, entry_id: str) -> str:
         """HASH: what the poller knew of an entry, plus its state."""

@@ -169,6 +169,22 @@ class Ledger:
             pipe.zadd(self._keys.inflight, {entry_id: later}, xx=True)
         pipe.execute()
 
+    def requeue_failed(self, entry_ids: list[str]) -> list[str]:
+        """Put dead-lettered entries back to work (attempts cleared) for the sweeper to
+        enqueue; return those that were still failed (the others are left as they are)."""
+        if not entry_ids:
+            return []
+        keys = self._keys
+        args = [time.time(), keys.entry_prefix, keys.seen_prefix, self._leases.ttl_s, *entry_ids]
+        return list(run_script(self._client, "requeue_failed", [keys.inflight], args))
+
+    def states(self, entry_ids: list[str]) -> list[str | None]:
+        """The state of each entry (None when its record is gone), one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for entry_id in entry_ids:
+            pipe.hget(self._keys.entry(entry_id), "state")
+        return list(pipe.execute())
+
     def entry(self, entry_id: str) -> FeedEntry | None:
         """Return what the poller stored about an entry."""
         raw = self._client.hget(self._keys.entry(entry_id), "entry")

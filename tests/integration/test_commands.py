@@ -201,6 +201,15 @@ def test_feeds_add_refuses_an_address_it_could_never_fetch(tmp_path: Path) -> No
     assert listed.stdout == ""
 
 
+def test_deadletter_retry_says_what_it_did_and_refuses_a_bad_since(tmp_path: Path) -> None:
+    result = newswire(tmp_path, "deadletter", "retry", "--reason", "http_503", "--since", "6h")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("requeued 0 entries (0 dead letters matched")
+    bad = newswire(tmp_path, "deadletter", "retry", "--since", "last tuesday")
+    assert bad.returncode == 2 and "neither a duration" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 @pytest.mark.skipif(
     not os.environ.get("NEWSWIRE_TEST_AMQP_URL"),
     reason="opt-in leg: set NEWSWIRE_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)",
