@@ -217,27 +217,36 @@ def deadletter() -> None:
 
 
 @deadletter.command("retry")
-@click.option("--reason", "reasons", multiple=True, help="Only this reason (e.g. http_503).")
+@click.option("--reason", "reasons", multiple=True, help="Retry entries failed for this reason.")
+@click.option("--all", "every_reason", is_flag=True, help="Retry whatever the reason.")
 @click.option("--since", default=None, help="Dead-lettered since: 90m, 6h, 2d, or a date.")
 @click.option("--dry-run", is_flag=True, help="Count what would be retried; change nothing.")
 @click.pass_obj
 def deadletter_retry(
-    settings: Settings, reasons: tuple[str, ...], since: str | None, dry_run: bool
+    settings: Settings,
+    reasons: tuple[str, ...],
+    every_reason: bool,
+    since: str | None,
+    dry_run: bool,
 ) -> None:
-    """Give failed entries another go once their cause is fixed: the running service's
-    sweeper fetches and extracts them again (attempts start over)."""
+    """Give failed entries another go once their cause is fixed (e.g. --reason http_503
+    after a site's outage): the running service's sweeper fetches and extracts them again,
+    attempts starting over."""
     from worker.deadletters import retry_dead_letters, since_ms
 
+    if bool(reasons) == every_reason:
+        raise click.UsageError("name the reasons to retry (--reason http_503 ...) or say --all")
     try:
-        start = since_ms(since, time.time()) if since else 0
+        start = since_ms(since, time.time()) if since is not None else 0
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     with runtime_for(settings) as (rt, _handle):
-        report = retry_dead_letters(rt, frozenset(reasons), start, dry_run)
+        chosen = None if every_reason else frozenset(reasons)
+        report = retry_dead_letters(rt, chosen, start, dry_run)
     verb = "would requeue" if dry_run else "requeued"
     click.echo(
         f"{verb} {report.requeued} entries ({report.dead_letters} dead letters matched; "
-        f"{report.not_failed} published or retried since, or expired)"
+        f"{report.not_failed} published or failed otherwise since, or expired)"
     )
 
 

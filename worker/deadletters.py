@@ -3,15 +3,18 @@
 After an outage (a site down past ``max_attempts``, DNS gone for an hour, a robots.txt
 that refused everything), the entries it failed stay failed: their claims keep them from
 being fetched again. Retrying reads the dead-letter stream, picks the entries by reason
-and age, and hands each one still failed back to the ledger with its attempts cleared;
-the sweeper enqueues them like work whose task was lost. Published since, retried
-already, or past the dedup window (its record gone): left alone, so retrying twice
-fetches nothing twice.
+and age, and hands each one that is still failed for one of those reasons back to the
+ledger with its attempts cleared; the sweeper enqueues them like work whose task was
+lost. Published since, failed since for another reason, or past the dedup window (its
+record gone): left alone. Publishing stays idempotent whatever else runs: a stale copy
+of a retried entry (a redelivered task) may fetch its page once more, never publish it
+twice.
 """
 
 from __future__ import annotations
 
 import calendar
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -21,7 +24,7 @@ from worker.dates import iso_from_text
 from worker.runtime import Runtime
 
 PAGE = 1000  # stream entries read, and entries requeued, per round trip
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.I)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
@@ -31,17 +34,17 @@ class RetryReport:
 
     dead_letters: int  # entry dead letters that matched (one entry may have several)
     requeued: int  # entries handed back to work (or, dry run, that would be)
-    not_failed: int  # published or retried since, or whose record is gone
+    not_failed: int  # published or failed otherwise since, or whose record is gone
 
 
 def retry_dead_letters(
-    rt: Runtime, reasons: frozenset[str] = frozenset(), since_ms: int = 0, dry_run: bool = False
+    rt: Runtime, reasons: frozenset[str] | None, since_ms: int = 0, dry_run: bool = False
 ) -> RetryReport:
-    """Requeue the failed entries dead-lettered since ``since_ms`` (unix ms), for the
-    given reasons (all when none)."""
+    """Requeue the entries dead-lettered since ``since_ms`` (unix ms) that are still
+    failed for one of ``reasons`` (None: any reason)."""
     matched, entry_ids = 0, []
     for entry_id, reason in _entry_dead_letters(rt, since_ms):
-        if not reasons or reason in reasons:
+        if reasons is None or reason in reasons:
             matched += 1
             entry_ids.append(entry_id)
     unique = list(dict.fromkeys(entry_ids))
@@ -49,32 +52,44 @@ def retry_dead_letters(
     for start in range(0, len(unique), PAGE):
         batch = unique[start : start + PAGE]
         if dry_run:
-            requeued += sum(state == "failed" for state in rt.ledger.states(batch))
+            requeued += rt.ledger.failed_for(batch, reasons)
         else:
-            requeued += len(rt.ledger.requeue_failed(batch))
+            requeued += len(rt.ledger.requeue_failed(batch, reasons))
     return RetryReport(matched, requeued, len(unique) - requeued)
 
 
 def _entry_dead_letters(rt: Runtime, since_ms: int) -> Iterator[tuple[str, str]]:
-    """(entry id, reason) of each entry dead letter from ``since_ms`` on; a failed poll's
-    dead letter has no entry id (feeds retry on their own schedule)."""
+    """(entry id, reason) of each entry's dead letter from ``since_ms`` on: not a failed
+    poll's (feeds retry on their own schedule), nor a consumer's poison message."""
     start = f"{since_ms}-0"
     while True:
         page = rt.client.xrange(rt.keys.deadletter, start, "+", count=PAGE)
         for _stream_id, fields in page:
-            if fields.get("id"):
+            if fields.get("id") and _kind(fields.get("data", "")) == "entry":
                 yield fields["id"], fields.get("reason", "")
         if len(page) < PAGE:
             return
         start = "(" + page[-1][0]
 
 
+def _kind(data: str) -> str:
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return ""
+    return str(message.get("kind", "")) if isinstance(message, dict) else ""
+
+
 def since_ms(text: str, now: float) -> int:
     """``--since`` as unix ms: a duration back from ``now`` (``90m``, ``6h``, ``2d``) or a
-    date (``2026-12-06``, ``2026-12-06T04:00:00Z``, any form feeds use)."""
+    date (``2026-12-06``, ``2026-12-06T04:00:00Z``, any form feeds use), not in the
+    future. A bare number is refused: feedparser would read ``24`` as the year 2401."""
     if match := _DURATION.match(text):
-        return max(int((now - float(match[1]) * _UNIT_S[match[2].lower()]) * 1000), 0)
-    iso = iso_from_text(text)
+        return max(int((now - float(match[1]) * _UNIT_S[match[2]]) * 1000), 0)
+    iso = None if text.strip().isdigit() else iso_from_text(text)
     if iso is None:
         raise ValueError(f"{text!r} is neither a duration (90m, 6h, 2d) nor a date")
-    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")) * 1000
+    seconds = calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+    if seconds > now:
+        raise ValueError(f"{text!r} is in the future")
+    return max(seconds * 1000, 0)

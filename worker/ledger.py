@@ -169,21 +169,27 @@ class Ledger:
             pipe.zadd(self._keys.inflight, {entry_id: later}, xx=True)
         pipe.execute()
 
-    def requeue_failed(self, entry_ids: list[str]) -> list[str]:
+    def requeue_failed(
+        self, entry_ids: list[str], reasons: frozenset[str] | None = None
+    ) -> list[str]:
         """Put dead-lettered entries back to work (attempts cleared) for the sweeper to
-        enqueue; return those that were still failed (the others are left as they are)."""
-        if not entry_ids:
+        enqueue: those still failed, for one of ``reasons`` (any when None); return them."""
+        if not entry_ids or reasons == frozenset():
             return []
         keys = self._keys
-        args = [time.time(), keys.entry_prefix, keys.seen_prefix, self._leases.ttl_s, *entry_ids]
+        args = [time.time(), keys.entry_prefix, keys.seen_prefix, self._leases.ttl_s,
+                ",".join(sorted(reasons or ())), *entry_ids]  # fmt: skip
         return list(run_script(self._client, "requeue_failed", [keys.inflight], args))
 
-    def states(self, entry_ids: list[str]) -> list[str | None]:
-        """The state of each entry (None when its record is gone), one round trip."""
+    def failed_for(self, entry_ids: list[str], reasons: frozenset[str] | None = None) -> int:
+        """How many of the entries ``requeue_failed`` would take (one round trip)."""
         pipe = self._client.pipeline(transaction=False)
         for entry_id in entry_ids:
-            pipe.hget(self._keys.entry(entry_id), "state")
-        return list(pipe.execute())
+            pipe.hmget(self._keys.entry(entry_id), ["state", "reason"])
+        return sum(
+            state == "failed" and (reasons is None or reason in reasons)
+            for state, reason in pipe.execute()
+        )
 
     def entry(self, entry_id: str) -> FeedEntry | None:
         """Return what the poller stored about an entry."""

@@ -192,6 +192,7 @@ def test_feeds_add_refuses_an_address_it_could_never_fetch(tmp_path: Path) -> No
     for url, reason in [
         ("ftp://example.com/feed.xml", "unsupported_scheme"),
         ("https://example.com:99999/feed.xml", "invalid_url"),
+        ("https://example.com:0/feed.xml", "invalid_url"),
     ]:
         result = newswire(tmp_path, "feeds", "add", "--no-discover", url)
         assert result.returncode == 1
@@ -205,9 +206,11 @@ def test_deadletter_retry_says_what_it_did_and_refuses_a_bad_since(tmp_path: Pat
     result = newswire(tmp_path, "deadletter", "retry", "--reason", "http_503", "--since", "6h")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("requeued 0 entries (0 dead letters matched")
-    bad = newswire(tmp_path, "deadletter", "retry", "--since", "last tuesday")
+    bad = newswire(tmp_path, "deadletter", "retry", "--all", "--since", "last tuesday")
     assert bad.returncode == 2 and "neither a duration" in bad.stderr
     assert "Traceback" not in bad.stderr
+    unnamed = newswire(tmp_path, "deadletter", "retry")
+    assert unnamed.returncode == 2 and "name the reasons to retry" in unnamed.stderr
 
 
 @pytest.mark.skipif(

@@ -46,6 +46,7 @@ def test_policy_filters_unless_private_allowed() -> None:
         ("javascript:alert(1)", "unsupported_scheme"),
         ("http:///nohost", "invalid_url"),
         ("http://example.com:99999/", "invalid_url"),
+        ("http://example.com:0/", "invalid_url"),  # nothing listens on port 0
     ],
 )
 def test_bad_urls_are_refused(url: str, reason: str) -> None:

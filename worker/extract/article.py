@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import re
 import time
-from urllib.parse import urlsplit
 
 import justext.core
 import trafilatura
@@ -75,7 +74,7 @@ def is_own_address(candidate: str, url: str) -> bool:
         check_url(candidate)
     except PermanentFetchError:
         return False
-    return urlsplit(candidate).port != 0 and same_site(candidate, url)
+    return same_site(candidate, url)
 
 
 def page_language(html: str) -> str | None:

@@ -176,7 +176,7 @@ def _add_children(rt: Runtime, feed: FeedRecord, children: list[str]) -> None:
     limit = rt.settings.sitemap_index_limit
     if len(own) > limit:
         log.warning(
-            "sitemap index %s lists %d sitemaps: only the newest %d are polled "
+            "sitemap index %s lists %d sitemaps: only the newest %d are registered "
             "(sitemap_index_limit)", feed.url, len(own), limit,
         )  # fmt: skip
     _added, refused = rt.registry.add_each((child, feed.tags, None) for child in own[:limit])

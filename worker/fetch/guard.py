@@ -16,9 +16,11 @@ def check_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname
-        _ = parts.port  # raises ValueError on a malformed port
+        port = parts.port  # raises ValueError on a malformed port
     except ValueError as exc:
         raise PermanentFetchError("invalid_url", url, str(exc)) from None
+    if port == 0:
+        raise PermanentFetchError("invalid_url", url, "port 0")
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
         raise PermanentFetchError("unsupported_scheme", url, f"scheme {parts.scheme!r}")
     if not host:
