@@ -332,13 +332,28 @@ def feeds_disable(settings: Settings, url_or_id: str, reason: str) -> None:
 
 @feeds.command("list")
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["new", "ok", "error", "disabled"]),
+    help="Only feeds in this state (e.g. error: the failing ones).",
+)
+@click.option("--tag", "tags", multiple=True, help="Only feeds with this tag.")
 @click.pass_obj
-def feeds_list(settings: Settings, as_json: bool) -> None:
+def feeds_list(
+    settings: Settings, as_json: bool, statuses: tuple[str, ...], tags: tuple[str, ...]
+) -> None:
     """List feeds with their status, last success and error, and next poll."""
     from worker.status import feed_rows
 
     with runtime_for(settings) as (rt, _handle):
-        records = rt.registry.all()
+        records = [
+            record
+            for record in rt.registry.all()
+            if (not statuses or record.status in statuses)
+            and (not tags or set(tags) & set(record.tags))
+        ]
     if as_json:
         for record in records:
             click.echo(json.dumps(record.__dict__))

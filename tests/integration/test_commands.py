@@ -186,6 +186,13 @@ def test_feeds_import_skips_a_bad_outline_and_says_so(tmp_path: Path) -> None:
     listed = newswire(tmp_path, "feeds", "list", "--json")
     urls = sorted(json.loads(line)["url"] for line in listed.stdout.splitlines())
     assert urls == ["https://a.example.com/feed.xml", "https://c.example.com/feed.xml"]
+    disabled = newswire(tmp_path, "feeds", "disable", "https://c.example.com/feed.xml")
+    assert disabled.returncode == 0, disabled.stderr
+    only = newswire(tmp_path, "feeds", "list", "--json", "--status", "disabled")
+    assert [json.loads(line)["url"] for line in only.stdout.splitlines()] == [
+        "https://c.example.com/feed.xml"
+    ]
+    assert newswire(tmp_path, "feeds", "list", "--tag", "nothing-tagged").stdout == ""
 
 
 def test_feeds_add_refuses_an_address_it_could_never_fetch(tmp_path: Path) -> None:
