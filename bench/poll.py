@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.celery_app import configure
 from worker.config import Settings
+from worker.feeds.registry import feed_id_for
 from worker.metrics import exposition
 from worker.redis import EmbeddedServer
 from worker.runtime import Runtime
@@ -170,10 +171,11 @@ def wait_polls(rt: Runtime, counters: list[str], target: int, timeout: float) ->
 
 
 def register(rt: Runtime, urls: list[str]) -> list[str]:
-    """Add feeds; they are left not due (the pass makes them due at once)."""
-    ids = []
-    for url in urls:
-        ids.append(rt.registry.add(url).feed_id)
+    """Add feeds as an import or the feeds file does; they are left not due (the pass
+    makes them due at once)."""
+    accepted, refused = rt.registry.add_each((url, [], None) for url in urls)
+    assert accepted == len(urls) and not refused, refused[:3]
+    ids = [feed_id_for(url) for url in urls]
     rt.client.zadd(rt.keys.feeds_due, dict.fromkeys(ids, time.time() + 10**6))
     return ids
 
