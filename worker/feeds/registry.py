@@ -25,7 +25,8 @@ def _url_key(url: str) -> str:
     can store (raises PermanentFetchError, or UnicodeError for a lone surrogate)."""
     check_url(url)
     key = canonical_url(url)
-    url.encode(), key.encode()
+    for text in (url, key):
+        text.encode()  # Redis is sent UTF-8: a lone surrogate (a YAML escape) raises here
     return key
 
 
