@@ -97,23 +97,10 @@ class Registry:
         self, url: str, tags: list[str] | None = None, interval_s: float | None = None
     ) -> FeedRecord:
         """Register a feed (idempotent on its URL); it becomes due at once."""
-        check_url(url)
-        existing = self.find(url)
-        if existing is not None:
-            return existing
-        record = FeedRecord(
-            feed_id_for(url),
-            url,
-            tags=list(tags or []),
-            interval_s=interval_s,
-            added_at=time.time(),
-        )
-        pipe = self._client.pipeline(transaction=True)
-        pipe.hset(self._keys.feed(record.feed_id), mapping=record.to_redis())
-        pipe.sadd(self._keys.feeds, record.feed_id)
-        pipe.hset(self._keys.feed_urls, canonical_url(url), record.feed_id)
-        pipe.zadd(self._keys.feeds_due, {record.feed_id: time.time()})
-        pipe.execute()
+        self._add_batch([(url, _url_key(url), list(tags or []), interval_s)])
+        record = self.find(url)
+        if record is None:  # another process removed it in between
+            raise LookupError(f"feed {url} was removed while it was being added")
         return record
 
     def add_each(
