@@ -50,11 +50,7 @@ def retry_dead_letters(
     unique = list(dict.fromkeys(entry_ids))
     requeued = 0
     for start in range(0, len(unique), PAGE):
-        batch = unique[start : start + PAGE]
-        if dry_run:
-            requeued += rt.ledger.failed_for(batch, reasons)
-        else:
-            requeued += len(rt.ledger.requeue_failed(batch, reasons))
+        requeued += len(rt.ledger.requeue_failed(unique[start : start + PAGE], reasons, dry_run))
     return RetryReport(matched, requeued, len(unique) - requeued)
 
 

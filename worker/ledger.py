@@ -170,26 +170,17 @@ class Ledger:
         pipe.execute()
 
     def requeue_failed(
-        self, entry_ids: list[str], reasons: frozenset[str] | None = None
+        self, entry_ids: list[str], reasons: frozenset[str] | None = None, dry_run: bool = False
     ) -> list[str]:
         """Put dead-lettered entries back to work (attempts cleared) for the sweeper to
-        enqueue: those still failed, for one of ``reasons`` (any when None); return them."""
+        enqueue: those still failed, for one of ``reasons`` (any when None); return them
+        (``dry_run``: only say which they would be)."""
         if not entry_ids or reasons == frozenset():
             return []
         keys = self._keys
         args = [time.time(), keys.entry_prefix, keys.seen_prefix, self._leases.ttl_s,
-                ",".join(sorted(reasons or ())), *entry_ids]  # fmt: skip
+                ",".join(sorted(reasons or ())), "1" if dry_run else "", *entry_ids]  # fmt: skip
         return list(run_script(self._client, "requeue_failed", [keys.inflight], args))
-
-    def failed_for(self, entry_ids: list[str], reasons: frozenset[str] | None = None) -> int:
-        """How many of the entries ``requeue_failed`` would take (one round trip)."""
-        pipe = self._client.pipeline(transaction=False)
-        for entry_id in entry_ids:
-            pipe.hmget(self._keys.entry(entry_id), ["state", "reason"])
-        return sum(
-            state == "failed" and (reasons is None or reason in reasons)
-            for state, reason in pipe.execute()
-        )
 
     def entry(self, entry_id: str) -> FeedEntry | None:
         """Return what the poller stored about an entry."""
