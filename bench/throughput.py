@@ -89,7 +89,7 @@ import psutil
 from common import CORPUS, code_revision
 
 from worker.celery_app import configure, queue_names
-from worker.config import Settings
+from worker.config import WORKER_MALLOC_ENVIRONMENT, Settings
 from worker.extract.article import extract_page, release_memory
 from worker.fetch.decode import decode_html
 from worker.lua import source as lua_source
@@ -862,6 +862,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         return
     report_pipeline(result)
     report_limit(result["limit"], result["cores"])
+    print(f"  the limit passes ran, as the workers do, under {result['malloc']}")
     print(
         "  one process, before / after the pipeline: "
         f"{result['limit_before']['single_process_pages_per_s']} / "
@@ -1004,6 +1005,7 @@ def measure(
         "feeds": len(site),
         "cores": args.cores,
         "unmarkable_pages": sum(b.anchor is None for b in bases),
+        "malloc": " ".join(f"{k}={os.environ[k]}" for k in sorted(WORKER_MALLOC_ENVIRONMENT)),
         "pipeline": run,
         "limit": limit,
         "limit_before": before,
@@ -1055,8 +1057,21 @@ def repeated(argv: list[str], args: argparse.Namespace) -> int:
     return 0
 
 
+def under_workers_malloc(argv: list[str]) -> None:
+    """Run this script again under the malloc settings that worker processes get, unless
+    it runs under them already: glibc reads them at process start, and the limit passes
+    must run trafilatura as the workers do. Those settings make a page ~3% faster
+    (20.3-20.4 against 20.9-21.1 ms, a single-process loop over 120 corpus pages, three
+    alternations): a limit measured without them flattered the pipeline by as much."""
+    missing = {k: v for k, v in WORKER_MALLOC_ENVIRONMENT.items() if k not in os.environ}
+    if missing:
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, __file__, *argv], {**os.environ, **missing})
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    under_workers_malloc(argv)
     args = parse_args(argv)
     if args.repeat > 1:
         return repeated(argv, args)

@@ -241,15 +241,17 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
+# glibc gives each of a worker's many threads its own malloc arena, and after the first
+# ~200 KB page is freed it raises its mmap threshold, so later page buffers land in (and
+# fragment) the heap: an io worker grew from 150 to 280 MB over 6,000 pages. A fixed
+# threshold and two arenas keep it flat at ~100 MB (bench/throughput.py). Worker processes
+# get these unless the environment sets them; glibc reads them once, at process start.
+WORKER_MALLOC_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "65536"}
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
     """Environment for a child process that must run with exactly these settings."""
-    env = dict(os.environ)
-    # glibc gives each of a worker's many threads its own malloc arena, and after the
-    # first ~200 KB page is freed it raises its mmap threshold, so later page buffers
-    # land in (and fragment) the heap: an io worker grew from 150 to 280 MB over 6,000
-    # pages. A fixed threshold and two arenas keep it flat at ~100 MB (bench/throughput.py).
-    env.setdefault("MALLOC_ARENA_MAX", "2")
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
+    env = {**WORKER_MALLOC_ENVIRONMENT, **os.environ}
     for name in sorted(settings.model_fields_set | {"redis_url", "data_dir"}):
         value = getattr(settings, name)
         if value is None:
