@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -35,7 +36,7 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
     if concurrency is None:
         concurrency = rt.settings.cpu_concurrency if cpu_bound else rt.settings.io_concurrency
     if cpu_bound and pool == "prefork":
-        warm_up()  # before the fork: children start warm
+        warm_before_fork()
     _beat_when_ready(rt, role, stall_check(rt, queues, concurrency))
     app.worker_main(
         [
@@ -54,6 +55,17 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
             "--without-mingle",
         ]
     )
+
+
+def warm_before_fork() -> None:
+    """Load the extraction code in the prefork parent, so that its children (recycled ones
+    too) start warm, then freeze what is loaded: the garbage collector of a child leaves
+    the parent's ~117,000 objects alone. The full collection that trafilatura's
+    ``reset_caches`` runs (every RESET_CACHES_EVERY pages) took 44 ms over them, 1 ms
+    frozen (an extraction loop with the worker's modules, 3 x 150 corpus pages), and a
+    collection that never touches them leaves their memory shared with the parent."""
+    warm_up()
+    gc.freeze()
 
 
 def stall_check(rt: Runtime, queues: list[str], capacity: int) -> Callable[[], None]:

@@ -43,3 +43,20 @@ def test_release_memory_keeps_the_stopword_set_and_drops_the_rest() -> None:
     before, after, lines = (int(n) for n in out.stdout.split())
     assert before == after == 1  # built once in warm_up, not again after every reset
     assert lines == 0  # trafilatura's own caches are still emptied
+
+
+FROZEN = """
+import gc
+from worker.workerproc import warm_before_fork
+warm_before_fork()
+gc.collect()
+print(len(gc.get_objects()), gc.get_freeze_count())
+"""
+
+
+def test_the_prefork_parent_freezes_what_it_loaded() -> None:
+    out = subprocess.run([sys.executable, "-c", FROZEN], capture_output=True, text=True, check=True)
+    scanned, frozen = (int(n) for n in out.stdout.split())
+    # a child's full collection (one every RESET_CACHES_EVERY pages) scans only its own
+    assert frozen > 50_000
+    assert scanned < 5_000
