@@ -601,6 +601,9 @@ def timeline(rt: Runtime, started_wall: float, elapsed: float) -> dict[str, floa
         "steady_entries_per_s": round(
             (len(at) * 9 // 10 - len(at) // 10) / max(high - low, 1e-3), 2
         ),
+        "ended_each_half_second_at_start": [
+            sum(start <= t < start + 0.5 for t in at) for start in (i / 2 for i in range(8))
+        ],
     }
 
 
