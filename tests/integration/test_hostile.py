@@ -93,8 +93,9 @@ class PeakMemory:
 
     def __init__(self, workers: WorkerProcesses) -> None:
         self._roots = [psutil.Process(p.pid) for p in workers.processes.values()]
-        self._before = {proc.pid: peak_rss(proc.pid) for proc in self._processes()}
-        self._baseline = max(proc.memory_info().rss for proc in self._processes())
+        running = self._processes()
+        self._before = {proc.pid: peak_rss(proc.pid) for proc in running}
+        self._baseline = max(proc.memory_info().rss for proc in running)
         self._peaks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
