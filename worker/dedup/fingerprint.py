@@ -30,7 +30,10 @@ BAND_ROWS = 2  # values per LSH band: 16 bands of 32 bits
 SHINGLE = 3
 MINHASH_FAMILY = "newswire.minhash/2"
 MINHASH_INDEX_TAG = "mh2"  # the near-duplicate index's keys, one set per family
-_CHUNK = 4096  # shingles hashed at a time: bounds the working array (32 x 8 bytes each)
+# Shingles hashed at a time: the working array (32 x 8 bytes a shingle) stays at 32 KiB,
+# under the workers' malloc mmap threshold (64 KiB), so it comes from the heap; at 4096
+# it was mapped and faulted in afresh at each call: 0.21 against 0.14 ms an article.
+_CHUNK = 128
 
 
 def _constant(label: str) -> int:
@@ -46,6 +49,7 @@ _M0, _M1 = (np.uint64(w) for w in SHINGLE_WEIGHTS)
 _A = np.array(MULTIPLIERS, dtype=np.uint64)
 _B = np.array(INCREMENTS, dtype=np.uint64)
 _TOP_16 = np.uint64(48)
+_NONE = np.iinfo(np.uint64).max
 
 
 def normalize_text(text: str) -> str:
@@ -77,11 +81,16 @@ def _content_hash(normalized: str) -> str:
 def _minhash(normalized: str) -> tuple[int, ...]:
     tokens = normalized.encode().split(b" ")
     shingles = _shingle_values(tokens)
-    signature = np.full(SIGNATURE_SIZE, np.iinfo(np.uint64).max, dtype=np.uint64)
+    lowest = np.full(SIGNATURE_SIZE, _NONE, dtype=np.uint64)
+    work = np.empty((min(len(shingles), _CHUNK), SIGNATURE_SIZE), dtype=np.uint64)
     for start in range(0, len(shingles), _CHUNK):
         chunk = shingles[start : start + _CHUNK, None]
-        np.minimum(signature, ((chunk * _A + _B) >> _TOP_16).min(axis=0), out=signature)
-    return tuple(signature.tolist())
+        values = work[: len(chunk)]
+        np.multiply(chunk, _A, out=values)
+        values += _B
+        np.minimum(lowest, values.min(axis=0), out=lowest)
+    # the top 16 bits of the lowest value are the lowest top 16 bits (a shift keeps order)
+    return tuple((lowest >> _TOP_16).tolist())
 
 
 def _shingle_values(tokens: list[bytes]) -> np.ndarray:
