@@ -226,27 +226,38 @@ def page_url(origins: list[str], page: Served) -> str:
 # --- the loopback HTTP server (its own process) ----------------------------------------
 
 
+NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+
+def responses_for(routes: dict[str, tuple[str, bytes]]) -> dict[str, bytes]:
+    """Each route's whole response, made once in the server process (a copy of every
+    page: the server then only writes, one send a response)."""
+    return {
+        path: f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+        for path, (content_type, body) in routes.items()
+    }
+
+
 async def _respond(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    routes: dict[str, tuple[str, bytes]],
+    responses: dict[str, bytes],
     delay_s: float,
 ) -> None:
-    """HTTP/1.1 keep-alive: GET only, canned bodies, the delay on article pages."""
+    """HTTP/1.1 keep-alive: GET only, canned responses, the delay on article pages. Made
+    per request, a response copied its ~170 KB page once more, and the server shares
+    the cores with the pipeline it serves."""
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
             path = target.split("?", 1)[0]
-            content_type, body = routes.get(path, ("text/plain", b""))
-            status = "200 OK" if path in routes else "404 Not Found"
+            response = responses.get(path, NOT_FOUND)
             if delay_s and path.endswith(".html"):
                 await asyncio.sleep(delay_s)
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
+            writer.write(response)
             await writer.drain()
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, IndexError):
         pass
@@ -255,12 +266,18 @@ async def _respond(
 
 
 def _serve(
-    socks: list[socket.socket], routes: dict[str, tuple[str, bytes]], delay_s: float
+    socks: list[socket.socket],
+    routes: dict[str, tuple[str, bytes]],
+    delay_s: float,
+    ready: Any,
 ) -> None:
+    responses = responses_for(routes)
+    ready.set()
+
     async def main() -> None:
         servers = [
             await asyncio.start_server(
-                lambda r, w: _respond(r, w, routes, delay_s), sock=sock, limit=1 << 16
+                lambda r, w: _respond(r, w, responses, delay_s), sock=sock, limit=1 << 16
             )
             for sock in socks
         ]
@@ -291,8 +308,13 @@ class LoopbackServer:
 
     def start(self, routes: dict[str, tuple[str, bytes]], delay_s: float) -> int:
         ctx = multiprocessing.get_context("fork")  # routes are inherited, not pickled
-        self.process = ctx.Process(target=_serve, args=(self.socks, routes, delay_s), daemon=True)
+        ready = ctx.Event()
+        self.process = ctx.Process(
+            target=_serve, args=(self.socks, routes, delay_s, ready), daemon=True
+        )
         self.process.start()
+        if not ready.wait(120):  # its responses made before anything is timed
+            raise RuntimeError("the loopback HTTP server did not start")
         return int(self.process.pid or 0)
 
     def stop_serving(self) -> None:
