@@ -82,6 +82,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any, cast
 
@@ -269,7 +270,7 @@ def _serve(
     socks: list[socket.socket],
     routes: dict[str, tuple[str, bytes]],
     delay_s: float,
-    ready: Any,
+    ready: Event,
 ) -> None:
     responses = responses_for(routes)
     ready.set()
