@@ -320,8 +320,12 @@ class Extractions:
         a publish that raised (Redis away) raises here, once the others are counted."""
         if wait_all:
             wait(self.publishing)
-        ended = [future for future in self.publishing if future.done()]
-        self.publishing = [future for future in self.publishing if not future.done()]
+        # one look at each future: one that ends between two looks would be in neither list
+        ended: list[Future[pipeline.StageResult]] = []
+        under_way: list[Future[pipeline.StageResult]] = []
+        for future in self.publishing:
+            (ended if future.done() else under_way).append(future)
+        self.publishing = under_way
         errors: list[BaseException] = []
         for future in ended:
             if (error := future.exception()) is not None:
