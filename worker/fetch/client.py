@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -28,17 +29,22 @@ from worker.errors import (
     TransientFetchError,
     http_status_error,
 )
-from worker.fetch.decode import ACCEPT_ENCODING, BoundedDecoder, read_capped
+from worker.fetch.decode import ACCEPT_ENCODING, BoundedDecoder, read_capped, read_capped_into
 from worker.fetch.guard import allowed_addresses, check_url
 from worker.fetch.headers import retry_after
 from worker.fetch.limits import FetchLimits
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Most a read asks of the socket: one recv returns what has arrived, so a drip is still
-# seen byte by byte, and a page already in the buffer (174 KB on average in the bench's
-# corpus) comes in one or two reads, not three or more: 6.5 system calls a fetch instead
-# of 10.4, ~5% of a fetch's CPU (strace -c and thread CPU time over loopback).
-CHUNK = 262_144
+# seen byte by byte. Under 64 KiB, the workers' malloc mmap threshold
+# (config.WORKER_MALLOC_ENVIRONMENT), each read's buffer comes from the heap; a 256 KiB
+# read was mapped and faulted in afresh, which cost more than the system calls it saved:
+# a page fetch took 6% less CPU with 60 KiB reads (paired blocks over the bench's pages).
+CHUNK = 61_440
+# A thread's body buffer (``get_decoded``) is kept for its next fetch up to this size:
+# pages are ~170 KB; the buffer of a bigger one (up to the cap) is let go after use.
+KEEP_BUFFER_BYTES = 1 << 20
+T = TypeVar("T")
 HostGate = Callable[[str], AbstractContextManager[None]]
 OriginPolicy = Callable[[str, int], bool]
 
@@ -56,6 +62,14 @@ class Response:
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "")
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """A hop: the redirect's status and its absolute target."""
+
+    status: int
+    target: str
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,7 @@ class Fetcher:
         self._pool.pool_classes_by_scheme = _pool_classes(  # type: ignore[assignment]
             AddressGuard(allow_private, origin_allowed)
         )
+        self._buffers = threading.local()
 
     def close(self) -> None:
         self._pool.clear()
@@ -158,6 +173,43 @@ class Fetcher:
         ``accept(content_type, url)`` may raise to refuse a response before its body is
         read. A 304 comes back as a Response with an empty body; other non-2xx raise.
         """
+        response, _size = self._follow(url, limits, headers or {}, accept, None)
+        return response
+
+    def get_decoded(
+        self,
+        url: str,
+        limits: FetchLimits,
+        decode: Callable[[memoryview, Response], T],
+        accept: Callable[[str, str], None] | None = None,
+    ) -> T:
+        """``get`` for a body turned into something else at once (a page into its text):
+        the body goes into this thread's reusable buffer, and ``decode`` gets a view of
+        it, valid only during the call (``Response.body`` is empty). Made a bytes object
+        of its own, a ~170 KB page was one more block mapped and faulted in afresh, and
+        one more copy: 7% of a page fetch's CPU (0.86 against 0.79 ms, paired blocks
+        over bench/throughput.py's pages)."""
+        buffer = getattr(self._buffers, "buffer", None)
+        if buffer is None:
+            buffer = self._buffers.buffer = bytearray()
+        try:
+            response, size = self._follow(url, limits, {}, accept, buffer)
+            with memoryview(buffer) as whole, whole[:size] as body:
+                return decode(body, response)
+        finally:
+            if len(buffer) > KEEP_BUFFER_BYTES:
+                self._buffers.buffer = bytearray()
+
+    def _follow(
+        self,
+        url: str,
+        limits: FetchLimits,
+        headers: dict[str, str],
+        accept: Callable[[str, str], None] | None,
+        buffer: bytearray | None,
+    ) -> tuple[Response, int]:
+        """The final response of ``url``'s redirects, and its body's size (in ``buffer``
+        when one is given)."""
         deadline = time.monotonic() + limits.deadline_s
         visited: set[str] = set()
         redirects: list[tuple[int, str]] = []
@@ -167,13 +219,14 @@ class Fetcher:
             if current in visited:
                 raise PermanentFetchError("redirect_loop", url, f"loops back to {current}")
             visited.add(current)
-            response = self._one(current, limits, deadline, headers or {}, accept)
-            if isinstance(response, Response):
-                response.redirects = redirects
-                return response
-            status, target = response
-            redirects.append((status, target))
-            current = target
+            outcome = self._one(current, limits, deadline, headers, accept, buffer)
+            if isinstance(outcome, Redirect):
+                redirects.append((outcome.status, outcome.target))
+                current = outcome.target
+                continue
+            response, size = outcome
+            response.redirects = redirects
+            return response, size
         raise PermanentFetchError("too_many_redirects", url, f"more than {limits.max_redirects}")
 
     def _one(
@@ -183,7 +236,8 @@ class Fetcher:
         deadline: float,
         headers: dict[str, str],
         accept: Callable[[str, str], None] | None,
-    ) -> Response | tuple[int, str]:
+        buffer: bytearray | None,
+    ) -> tuple[Response, int] | Redirect:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TransientFetchError("deadline_exceeded", url, f"over {limits.deadline_s}s")
@@ -199,7 +253,7 @@ class Fetcher:
                     retries=False, timeout=timeout, preload_content=False, decode_content=False,
                 )  # fmt: skip
                 try:
-                    result = self._handle(resp, url, host, limits, deadline, accept)
+                    result = self._handle(resp, url, host, limits, deadline, accept, buffer)
                 except BaseException:
                     resp.close()  # unread data would poison the connection: do not reuse it
                     raise
@@ -224,15 +278,16 @@ class Fetcher:
         limits: FetchLimits,
         deadline: float,
         accept: Callable[[str, str], None] | None,
-    ) -> Response | tuple[int, str]:
+        buffer: bytearray | None,
+    ) -> tuple[Response, int] | Redirect:
         status = resp.status
         headers = {k.lower(): v for k, v in resp.headers.items()}
         if status in REDIRECT_STATUSES and "location" in headers:
             _drain(resp)
-            return status, urljoin(url, headers["location"].strip())
+            return Redirect(status, urljoin(url, headers["location"].strip()))
         if status == 304:
             _drain(resp)
-            return Response(url, status, headers, b"")
+            return Response(url, status, headers, b""), 0
         if not 200 <= status < 300:
             wait = retry_after(headers.get("retry-after"))
             defer = getattr(self._gate, "defer", None)
@@ -242,8 +297,11 @@ class Fetcher:
         if accept is not None:
             accept(headers.get("content-type", ""), url)
         decoder = BoundedDecoder(headers.get("content-encoding", ""), limits.max_bytes, url)
-        body = read_capped(_until(_raw_chunks(resp), deadline, url, limits), decoder)
-        return Response(url, status, headers, body)
+        chunks = _until(_raw_chunks(resp), deadline, url, limits)
+        if buffer is not None:
+            return Response(url, status, headers, b""), read_capped_into(chunks, decoder, buffer)
+        body = read_capped(chunks, decoder)
+        return Response(url, status, headers, body), len(body)
 
 
 def _drain(resp: urllib3.BaseHTTPResponse, limit: int = 65_536) -> None:

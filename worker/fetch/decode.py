@@ -97,6 +97,17 @@ def read_capped(chunks: Iterable[bytes], decoder: BoundedDecoder) -> bytes:
     return b"".join(decoder.feed(chunk) for chunk in chunks)
 
 
+def read_capped_into(chunks: Iterable[bytes], decoder: BoundedDecoder, buffer: bytearray) -> int:
+    """Write decoded chunks over ``buffer`` from its start (it grows as needed, never
+    shrinks) and return how many bytes the body is; the decoder raises past the cap."""
+    size = 0
+    for chunk in chunks:
+        piece = decoder.feed(chunk)
+        buffer[size : size + len(piece)] = piece
+        size += len(piece)
+    return size
+
+
 def charset_of(content_type: str) -> str | None:
     """Return the charset parameter of a Content-Type header, if any."""
     for param in content_type.split(";")[1:]:
@@ -106,26 +117,27 @@ def charset_of(content_type: str) -> str | None:
     return None
 
 
-def decode_html(body: bytes, content_type: str) -> str:
+def decode_html(body: bytes | memoryview, content_type: str) -> str:
     """Decode HTML bytes: BOM, then header charset, then <meta charset>, then detection."""
+    head = bytes(body[:4])
     for bom, encoding in _BOMS:
-        if body.startswith(bom):
-            return body.decode(encoding, errors="replace")
+        if head.startswith(bom):
+            return str(body, encoding, "replace")
     for candidate in _declared_charsets(body, content_type):
         if _text_encoding(candidate):
             try:
-                return body.decode(candidate)
+                return str(body, candidate)
             except (UnicodeError, LookupError):
                 continue  # the declaration lied; keep looking
     try:
-        return body.decode("utf-8")
+        return str(body, "utf-8")
     except UnicodeDecodeError:
-        best = from_bytes(body[:200_000]).best()
+        best = from_bytes(bytes(body[:200_000])).best()
         encoding = best.encoding if best is not None else "cp1252"
-        return body.decode(encoding, errors="replace")
+        return str(body, encoding, "replace")
 
 
-def _declared_charsets(body: bytes, content_type: str) -> Iterator[str]:
+def _declared_charsets(body: bytes | memoryview, content_type: str) -> Iterator[str]:
     """The charsets the response declares: the header's, then (read only if needed) the
     page's <meta>."""
     if charset := charset_of(content_type):
@@ -134,7 +146,7 @@ def _declared_charsets(body: bytes, content_type: str) -> Iterator[str]:
         yield charset
 
 
-def _meta_charset(body: bytes) -> str | None:
+def _meta_charset(body: bytes | memoryview) -> str | None:
     match = _META_CHARSET.search(body[:4096])
     return match.group(1).decode("ascii", "ignore").lower() if match else None
 

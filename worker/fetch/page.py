@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from worker.errors import PermanentFetchError
-from worker.fetch.client import Fetcher
+from worker.fetch.client import Fetcher, Response
 from worker.fetch.decode import decode_html
 from worker.fetch.limits import HTML_TYPES, FetchLimits
 from worker.model import FetchedPage
@@ -20,9 +22,12 @@ def accept_html(content_type: str, url: str) -> None:
 
 def fetch_page(fetcher: Fetcher, url: str, limits: FetchLimits) -> FetchedPage:
     """GET an article page and return its decoded HTML, or raise a FetchError."""
-    response = fetcher.get(url, limits, accept=accept_html)
-    body = response.body
-    if not body.strip():
+    return fetcher.get_decoded(url, limits, partial(_page, url), accept=accept_html)
+
+
+def _page(url: str, body: memoryview, response: Response) -> FetchedPage:
+    """The page in ``body`` (a view of the fetch thread's buffer) as text."""
+    if _blank(body):
         raise PermanentFetchError("empty_body", url, "200 with an empty body")
     if body[:2] == b"\x1f\x8b":  # compressed twice, or a .gz served as text/html
         raise PermanentFetchError("decode_error", url, "gzip data without Content-Encoding")
@@ -32,6 +37,11 @@ def fetch_page(fetcher: Fetcher, url: str, limits: FetchLimits) -> FetchedPage:
     return FetchedPage(response.url, response.status, response.content_type, html)
 
 
-def _looks_like_html(body: bytes) -> bool:
-    head = body[:2048].lstrip().lower()
+def _blank(body: memoryview) -> bool:
+    """Whether the body is empty or only whitespace (its first KiB decides, mostly)."""
+    return not bytes(body[:1024]).strip() and not bytes(body).strip()
+
+
+def _looks_like_html(body: memoryview) -> bool:
+    head = bytes(body[:2048]).lstrip().lower()
     return any(marker in head for marker in _HTML_MARKERS)

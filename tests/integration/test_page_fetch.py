@@ -1,0 +1,74 @@
+"""Article pages fetched over loopback HTTP into a fetch thread's reused buffer."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from tests.servers.newsroom import Newsroom, Route
+from worker.errors import PermanentFetchError
+from worker.fetch.client import KEEP_BUFFER_BYTES, Fetcher
+from worker.fetch.limits import FetchLimits
+from worker.fetch.page import fetch_page
+
+LIMITS = FetchLimits(connect_timeout_s=2, read_timeout_s=5, deadline_s=10)
+
+
+def page(label: str, size: int) -> str:
+    """An HTML page of about ``size`` characters, with non-ASCII text."""
+    paragraph = f"<p>{label}: Zürich, Kraków, 東京 — news of the day.</p>\n"
+    return f"<html><body>{paragraph * (size // len(paragraph) + 1)}</body></html>"
+
+
+def test_pages_of_any_size_and_encoding_come_out_whole_one_after_another(
+    newsroom: Newsroom,
+) -> None:
+    """One thread, one buffer: a long page must not leave its tail in a shorter one, and a
+    page refused halfway must not spoil the next."""
+    huge, long, short = (
+        page("huge", 2 * KEEP_BUFFER_BYTES),
+        page("long", 600_000),
+        page("short", 20_000),
+    )
+    latin = "<html><body><p>Ça coûte 5 €? Non: 5 francs, déjà payés.</p></body></html>"
+    routes = {
+        "/long": Route(body=long.encode()),
+        "/short": Route(body=short.encode()),
+        "/huge": Route(body=huge.encode()),
+        "/gzip": Route(body=gzip.compress(long.encode()), headers={"Content-Encoding": "gzip"}),
+        "/latin": Route(
+            body=latin.encode("cp1252"), content_type="text/html; charset=windows-1252"
+        ),
+        "/blank": Route(body=b" \r\n\t " * 1000),
+        "/moved": Route(status=301, headers={"Location": "/short"}),
+    }
+    for path, route in routes.items():
+        newsroom.add(path, route)
+    expected = {
+        "/long": long, "/short": short, "/huge": huge, "/gzip": long, "/latin": latin,
+        "/moved": short,
+    }  # fmt: skip
+    fetcher = Fetcher("t", allow_private=True)
+    order = ["/long", "/short", "/huge", "/short", "/gzip", "/blank", "/latin", "/long", "/moved"]
+    for path in order:
+        if path == "/blank":
+            with pytest.raises(PermanentFetchError) as info:
+                fetch_page(fetcher, newsroom.url(path), LIMITS)
+            assert info.value.reason == "empty_body"
+            continue
+        fetched = fetch_page(fetcher, newsroom.url(path), LIMITS)
+        assert fetched.html == expected[path], path
+    assert fetched.url == newsroom.url("/short")  # the redirect's target
+
+
+def test_a_page_over_the_cap_is_refused_and_the_next_one_is_whole(newsroom: Newsroom) -> None:
+    small = page("small", 5_000)
+    newsroom.add("/big", Route(body=page("big", 300_000).encode()))
+    newsroom.add("/small", Route(body=small.encode()))
+    fetcher = Fetcher("t", allow_private=True)
+    capped = FetchLimits(connect_timeout_s=2, read_timeout_s=5, deadline_s=10, max_bytes=100_000)
+    with pytest.raises(PermanentFetchError) as info:
+        fetch_page(fetcher, newsroom.url("/big"), capped)
+    assert info.value.reason == "body_too_large"
+    assert fetch_page(fetcher, newsroom.url("/small"), capped).html == small
