@@ -7,6 +7,7 @@ worker processes (the prefork CPU pool), never from threads.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import time
 
@@ -154,3 +155,15 @@ def _keep_stoplist_sets() -> None:
 
 
 _keep_stoplist_sets()
+
+
+class _NoCacheToClear(logging.Filter):
+    """htmldate's ``reset_caches`` logs an ERROR at each call when charset_normalizer's
+    functions have no cache to clear (its compiled builds): nothing is wrong, yet an
+    operator saw an error every RESET_CACHES_EVERY pages an extraction process took."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("impossible to clear cache for function")
+
+
+logging.getLogger("htmldate.meta").addFilter(_NoCacheToClear())
