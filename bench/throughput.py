@@ -334,29 +334,10 @@ class LoopbackServer:
 
 
 def tree(pid: int) -> list[psutil.Process]:
-    """A process and its live descendants."""
     with contextlib.suppress(psutil.Error):
-        return [psutil.Process(p) for p in [pid, *descendants(pid)]]
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
     return []
-
-
-def descendants(pid: int) -> list[int]:
-    """Pids below ``pid``, from /proc/PID/task/TID/children: psutil's ``children()``
-    reads every process of the machine (~5 ms), and a memory sample a second took two
-    of those, ~0.2 ms of the bench's CPU an entry on the cores the pipeline uses."""
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return []
-    if not (tasks[0] / "children").exists():  # a kernel without CONFIG_PROC_CHILDREN
-        with contextlib.suppress(psutil.Error):
-            return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-        return []
-    found: list[int] = []
-    for task in tasks:
-        with contextlib.suppress(OSError):
-            found += [int(child) for child in (task / "children").read_text().split()]
-    return [grandchild for child in found for grandchild in [child, *descendants(child)]]
 
 
 def processes_cpu_seconds(procs: list[psutil.Process]) -> float:
