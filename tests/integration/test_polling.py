@@ -17,7 +17,7 @@ from tests.servers.newsroom import Newsroom, Route, hang
 from tests.support import article_html, articles_of, drain, feed_polled, messages, rss, story
 from worker.config import Settings
 from worker.dedup.canonical import url_id
-from worker.errors import HostBusy
+from worker.errors import FetchError, HostBusy
 from worker.feeds.opml import parse_opml, to_opml
 from worker.feeds.parse import parse_feed
 from worker.fetch.client import Fetcher
@@ -426,6 +426,53 @@ def test_robots_txt_waiting_for_a_busy_host_is_host_busy_not_unreachable(
         rt.client.zrem(rt.keys.host_slots(newsroom.host), held)
     robots.check(newsroom.url("/a.html"))  # the slot is free: robots.txt fetched, allowed
     assert newsroom.count("/robots.txt") == 1
+
+
+def _check_together(robots: Robots, urls: list[str]) -> list[str]:
+    """Check ``urls`` from as many threads at once: each one's outcome (its error's reason)."""
+    start = threading.Barrier(len(urls))
+
+    def check(url: str) -> str:
+        start.wait()
+        try:
+            robots.check(url)
+        except FetchError as exc:
+            return exc.reason
+        return "allowed"
+
+    with ThreadPoolExecutor(len(urls)) as pool:
+        return list(pool.map(check, urls))
+
+
+def test_robots_txt_is_fetched_once_for_threads_that_need_it_together(
+    rt: Runtime, newsroom: Newsroom
+) -> None:
+    """A burst of a new site's entries occupies many fetch threads at once: one fetches
+    robots.txt and the others wait for its answer, rather than each fetching it (and
+    taking one of the site's politeness slots for it)."""
+    newsroom.add(
+        "/robots.txt",
+        Route(body=b"User-agent: *\nDisallow: /private/\n", content_type="text/plain", delay_s=0.3),
+    )
+    robots = Robots(rt.client, rt.keys, Fetcher("t", True))
+    urls = [newsroom.url(f"/private/{i}.html" if i % 2 else f"/world/{i}.html") for i in range(8)]
+    outcomes = _check_together(robots, urls)
+    assert outcomes == ["robots_disallowed" if i % 2 else "allowed" for i in range(8)]
+    assert newsroom.count("/robots.txt") == 1
+
+
+def test_a_robots_txt_failure_reaches_every_thread_that_waited_for_it(
+    rt: Runtime, newsroom: Newsroom
+) -> None:
+    newsroom.add("/robots.txt", Route(status=503, content_type="text/plain", delay_s=0.3))
+    robots = Robots(rt.client, rt.keys, Fetcher("t", True))
+    outcomes = _check_together(robots, [newsroom.url(f"/world/{i}.html") for i in range(6)])
+    assert outcomes == ["robots_unreachable"] * 6
+    assert newsroom.count("/robots.txt") == 1
+    # not cached: the next page asks again, and gets the text once the server recovers
+    newsroom.add("/robots.txt", Route(body=b"User-agent: *\nAllow: /\n", content_type="text/plain"))
+    robots.check(newsroom.url("/world/a.html"))
+    assert newsroom.count("/robots.txt") == 2
 
 
 def test_opml_round_trip_through_the_registry(rt: Runtime) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
+from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
@@ -47,6 +49,15 @@ def robots_allow(text: str, url: str, agent: str = AGENT) -> bool:
     return _parser(text, hashlib.sha1(text.encode()).hexdigest()).can_fetch(agent, url)
 
 
+@dataclass
+class _Lookup:
+    """One thread's lookup of an origin's robots.txt, which the others wait for."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    text: str = ""
+    error: BaseException | None = None
+
+
 class Robots:
     """Check article URLs against their site's robots.txt."""
 
@@ -56,6 +67,8 @@ class Robots:
         self._fetcher = fetcher
         self._ttl_s = ttl_s
         self._local: dict[str, tuple[float, str]] = {}  # origin -> (until, text): spares Redis
+        self._lookups: dict[str, _Lookup] = {}  # origin -> the lookup under way
+        self._lookups_lock = threading.Lock()
 
     def check(self, url: str) -> None:
         """Raise PermanentFetchError('robots_disallowed') if robots.txt forbids ``url``."""
@@ -68,11 +81,39 @@ class Robots:
         local = self._local.get(origin)
         if local is not None and local[0] > time.monotonic():
             return local[1]
-        text = self._shared_text(origin)
+        with self._lookups_lock:
+            lookup = self._lookups.get(origin)
+            leader = lookup is None
+            if lookup is None:
+                lookup = self._lookups[origin] = _Lookup()
+        if not leader:
+            return self._wait_for(lookup)
+        try:
+            lookup.text = self._shared_text(origin)
+        except BaseException as exc:
+            lookup.error = exc
+            raise
+        finally:
+            with self._lookups_lock:
+                del self._lookups[origin]
+            lookup.done.set()
         if len(self._local) > LOCAL_ENTRIES:
             self._local.clear()
-        self._local[origin] = (time.monotonic() + LOCAL_TTL_S, text)
-        return text
+        self._local[origin] = (time.monotonic() + LOCAL_TTL_S, lookup.text)
+        return lookup.text
+
+    @staticmethod
+    def _wait_for(lookup: _Lookup) -> str:
+        """The text another thread is looking up, or its error. A burst of a new site's
+        entries occupies many fetch threads at once, and each fetched robots.txt itself
+        (8 threads, 8 requests: tests/integration/test_polling.py), each request taking
+        one of the site's politeness slots, so with ``host_delay_s`` the pages waited
+        behind them. The wait is bounded by the lookup's: a host slot (``max_wait_s``),
+        then ROBOTS_LIMITS."""
+        lookup.done.wait()
+        if lookup.error is not None:
+            raise lookup.error
+        return lookup.text
 
     def _shared_text(self, origin: str) -> str:
         key = self._keys.robots(origin)
