@@ -16,7 +16,7 @@ import redis
 from celery.signals import task_received, worker_ready, worker_shutting_down
 from celery.worker import state as worker_state
 
-from worker.celery_app import ROLE_QUEUES, app, queue_names
+from worker.celery_app import ROLE_QUEUES, app, queue_names, warm_sender
 from worker.consumption import ConsumptionWatch, queue_depth
 from worker.extract.document import warm_up
 from worker.observability import beat, live_processes, stop_beating
@@ -36,7 +36,9 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
     if concurrency is None:
         concurrency = rt.settings.cpu_concurrency if cpu_bound else rt.settings.io_concurrency
     if cpu_bound and pool == "prefork":
-        warm_before_fork()
+        warm_before_fork()  # its children warm their task sender themselves (tasks.py)
+    else:
+        warm_sender()  # tasks run in this process
     _beat_when_ready(rt, role, stall_check(rt, queues, concurrency))
     app.worker_main(
         [
