@@ -54,8 +54,8 @@ class _Lookup:
     """One thread's lookup of an origin's robots.txt, which the others wait for."""
 
     done: threading.Event = field(default_factory=threading.Event)
-    text: str = ""
-    error: BaseException | None = None
+    text: str | None = None
+    error: FetchError | None = None
 
 
 class Robots:
@@ -87,10 +87,10 @@ class Robots:
             if lookup is None:
                 lookup = self._lookups[origin] = _Lookup()
         if not leader:
-            return self._wait_for(lookup)
+            return self._wait_for(lookup, origin)
         try:
-            lookup.text = self._shared_text(origin)
-        except BaseException as exc:
+            text = lookup.text = self._shared_text(origin)
+        except FetchError as exc:
             lookup.error = exc
             raise
         finally:
@@ -99,21 +99,21 @@ class Robots:
             lookup.done.set()
         if len(self._local) > LOCAL_ENTRIES:
             self._local.clear()
-        self._local[origin] = (time.monotonic() + LOCAL_TTL_S, lookup.text)
-        return lookup.text
+        self._local[origin] = (time.monotonic() + LOCAL_TTL_S, text)
+        return text
 
-    @staticmethod
-    def _wait_for(lookup: _Lookup) -> str:
-        """The text another thread is looking up, or its error. A burst of a new site's
-        entries occupies many fetch threads at once, and each fetched robots.txt itself
-        (8 threads, 8 requests: tests/integration/test_polling.py), each request taking
-        one of the site's politeness slots, so with ``host_delay_s`` the pages waited
-        behind them. The wait is bounded by the lookup's: a host slot (``max_wait_s``),
-        then ROBOTS_LIMITS."""
+    def _wait_for(self, lookup: _Lookup, origin: str) -> str:
+        """The text another thread is looking up, or its fetch error. A burst of a new
+        site's entries occupies many fetch threads at once, and each fetched robots.txt
+        itself (8 threads, 8 requests: tests/integration/test_polling.py), each request
+        taking one of the site's politeness slots, so with ``host_delay_s`` the pages
+        waited behind them. The wait is bounded by the lookup's: a host slot
+        (``max_wait_s``), then ROBOTS_LIMITS. A lookup that ended otherwise (Redis away,
+        a bug) is no answer for this page: it looks for itself."""
         lookup.done.wait()
         if lookup.error is not None:
             raise lookup.error
-        return lookup.text
+        return lookup.text if lookup.text is not None else self._shared_text(origin)
 
     def _shared_text(self, origin: str) -> str:
         key = self._keys.robots(origin)
