@@ -114,11 +114,14 @@ class Settings(BaseSettings):
     io_concurrency: int = 8
     fetch_threads: int = 16  # per io worker; on the fused path, per extraction process
     fetch_batch: int = 16  # entries per fetch task (split path)
-    # Fused path: pages an extraction process keeps downloading ahead of the one it
-    # extracts (it takes more entries from the ingest queue when a quarter are done).
-    # Enough to hide the servers' latency: 12 x ~25-50 ms of extraction covers
-    # ~300-600 ms.
-    fetch_ahead: int = 16
+    # Fused path: pages an extraction process keeps downloading, or downloaded and
+    # waiting, ahead of the one it extracts (it takes more entries from the ingest queue
+    # when a quarter are done, at most as many as it has fetch threads free). The pages
+    # waiting count too: at 200 ms a page and ~50 pages/s a process (trafilatura at ~15
+    # ms a page), 16 left the cores idle 4.9-7.8% of a run, 24 4.1-4.4%, the same at 0 ms
+    # (bench/throughput.py, the cpu-time ratio less the ratio, runs side by side). A
+    # fused task's time limit grows with it: see visibility_timeout_s.
+    fetch_ahead: int = 24
     # Fused path: how long one task goes on taking entries before it finishes those in
     # hand and ends (another task takes over); keeps its time limit under the visibility
     # timeout.
@@ -128,7 +131,9 @@ class Settings(BaseSettings):
     extraction_time_limit_s: float = 30.0  # per page; past it the entry is dead-lettered
     cpu_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1)
     task_time_limit_s: float = 60.0
-    visibility_timeout_s: float = 600.0
+    # Past this, the Redis broker delivers an unacknowledged task again: it must exceed
+    # the longest task's time limit (checked below; a fused task's is ~830 s by default).
+    visibility_timeout_s: float = 900.0
     max_tasks_per_child: int = 1000
     max_memory_per_child_kb: int = 512_000
     soft_shutdown_timeout_s: float = 20.0
