@@ -118,8 +118,8 @@ class Settings(BaseSettings):
     # waiting, ahead of the one it extracts (it takes more entries from the ingest queue
     # when a quarter are done, at most as many as it has fetch threads free). The pages
     # waiting count too: at 200 ms a page and ~50 pages/s a process (trafilatura at ~15
-    # ms a page), 16 left the cores idle 4.9-7.8% of a run, 24 4.1-4.4%, the same at 0 ms
-    # (bench/throughput.py, the cpu-time ratio less the ratio, runs side by side). A
+    # ms a page), 16 left the cores idle 4.9-7.8% of a run, 24 3.5-4.5%; at 0 ms no
+    # measurable change (bench/throughput.py, the cpu-time ratio less the ratio). A
     # fused task's time limit grows with it: see visibility_timeout_s.
     fetch_ahead: int = 24
     # Fused path: how long one task goes on taking entries before it finishes those in
