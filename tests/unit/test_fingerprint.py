@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 import zlib
 
 from hypothesis import given
@@ -16,6 +17,7 @@ from worker.dedup.fingerprint import (
     from_hex,
     minhash,
     minhash_hex,
+    nfkc_by_line,
     normalize_text,
     similarity,
 )
@@ -25,6 +27,14 @@ GOLDEN = (
     "619d1a0125a502a32931012b27561411230411ca0c2e1c2f319827dc234e000d"
 )
 words = st.lists(st.text(alphabet="abcdefghij", min_size=1, max_size=8), min_size=1, max_size=50)
+# Characters NFKC changes, combines or reorders: combining marks (acute, cedilla, diaeresis,
+# with different combining classes), Hangul jamo that compose into syllables, a syllable,
+# compatibility forms (no-break space, ellipsis, ligature, fullwidth A, superscript two,
+# an Arabic presentation form, Kelvin sign), and line and paragraph separators.
+NFKC_SENSITIVE = (
+    "ae \u0301\u0327\u0308\u1100\u1161\u11a8\uac00\u00a0\u2026\ufb01\uff21\u00b2"
+    "\ufee7\u212a\n\r\u2028\u2029"
+)
 
 
 @given(words)
@@ -92,3 +102,13 @@ def test_a_long_text_is_hashed_in_chunks_with_the_same_result() -> None:
     tokens = [f"w{n % 9001}" for n in range(20_000)]  # > one chunk of shingles
     text = " ".join(tokens)
     assert minhash(text) == _reference_minhash(normalize_text(text))
+
+
+@given(st.text(alphabet=NFKC_SENSITIVE, max_size=60) | st.text(max_size=60))
+def test_nfkc_a_line_at_a_time_is_nfkc_of_the_whole_text(text: str) -> None:
+    assert nfkc_by_line(text) == unicodedata.normalize("NFKC", text)
+
+
+def test_a_mark_after_a_newline_stays_apart_from_the_letter_before_it() -> None:
+    text = "cafe\n\u0301x\u2026"
+    assert nfkc_by_line(text) == unicodedata.normalize("NFKC", text) == "cafe\n\u0301x..."

