@@ -390,7 +390,7 @@ def extract_pages(entry_ids: list[str]) -> dict[str, int]:
 
 def top_up_at(fetch_ahead: int) -> int:
     """Pages on their way or waiting at which a fused task takes more: three quarters of
-    ``fetch_ahead`` (18 of 24) stay ahead. Topping up at half (8 of 16,
+    ``fetch_ahead`` (18 of 24), so that many stay ahead. Topping up at half (8 of 16,
     ~220 ms of extraction here) left the cores idle 6.4% of a run with pages delayed
     200 ms, at three quarters 3.8% (bench/throughput.py, three runs each side by side);
     the takes, a quarter at a time, cost little more."""
