@@ -46,8 +46,9 @@ class HandedPage:
 
 @dataclass(frozen=True)
 class StageStart:
-    """Answer to 'may this stage run?' (go, done: already ended, exhausted, missing), with
-    the entry and, for extraction, the page handed over by the fetch stage."""
+    """Answer to 'may this stage run?' (go, done: already ended, waiting: to be tried
+    again later, exhausted, missing), with the entry and, for extraction, the page handed
+    over by the fetch stage."""
 
     verdict: str
     detail: str = ""
@@ -214,13 +215,14 @@ class Ledger:
         return seconds
 
     def expired(self, limit: int = 1000) -> list[str]:
-        """Take entries whose lease expired, each given a fresh queued lease (sweeper)."""
+        """Take entries whose lease expired, each given a fresh queued lease, and those
+        whose wait before another try is over, 'queued' again (sweeper)."""
         return list(
             run_script(
                 self._client,
                 "sweep_leases",
                 [self._keys.inflight],
-                [time.time(), limit, self._leases.queued_s],
+                [time.time(), limit, self._leases.queued_s, self._keys.entry_prefix],
             )
         )
 

@@ -31,6 +31,10 @@ from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+# What the ledger answers a stage that must not run: the entry ended (or its record is
+# gone), or it waits to be tried again and the sweeper enqueues it when its wait is over.
+STANDING_BY = frozenset({"done", "missing", "waiting"})
+
 
 @dataclass(frozen=True)
 class Fetched:
@@ -64,7 +68,7 @@ def fetch_started(
 ) -> StageResult:
     """``fetch_stage`` once the ledger answered its start (a fused task's take does)."""
     entry = start.entry
-    if start.verdict in ("done", "missing") or entry is None:
+    if start.verdict in STANDING_BY or entry is None:
         return StageResult("done", start.detail)
     if start.verdict == "exhausted":
         return _give_up(rt, entry, int(start.detail))
@@ -93,7 +97,7 @@ def extract_stage(rt: Runtime, entry_id: str) -> StageResult:
     """Extract, merge and publish; the outcome lands in the ledger and the streams."""
     start = rt.ledger.start(entry_id, "extract", with_page=True)
     entry = start.entry
-    if start.verdict in ("done", "missing") or entry is None:
+    if start.verdict in STANDING_BY or entry is None:
         return StageResult("done", start.detail)
     if start.verdict == "exhausted":
         return _give_up(rt, entry, int(start.detail))

@@ -109,6 +109,29 @@ def test_a_take_begins_the_fetch_stage_as_start_would(rt: Runtime) -> None:
     assert rt.client.hget(keys.entry("s0"), "state") == "fetch"
 
 
+def test_a_copy_of_an_entry_waiting_to_be_tried_again_is_turned_away(rt: Runtime) -> None:
+    """An entry whose fetch failed for now waits for its next try (its backoff, or the
+    server's Retry-After). A stale copy of it (a task delivered again after its worker
+    died, a taken entry given back) neither fetches it early nor spends an attempt; once
+    the wait is over, the sweeper takes it, marks it queued, and it runs."""
+    keys = Keys(key_prefix=f"wait-{uuid.uuid4().hex}")
+    ledger = Ledger(rt.client, keys, Leases())
+    ledger.claim("feed", [FeedEntry("w0", "feed", "http://feed.example/rss", "http://a.example/")])
+    assert ledger.start("w0", "fetch").verdict == "go"
+    ledger.retry_later("w0", attempt=1, at_least_s=60)  # a 503 with Retry-After: 60
+    stale = ledger.start("w0", "fetch")
+    assert (stale.verdict, stale.detail, stale.entry) == ("waiting", "retry_wait", None)
+    ledger.queue_for_ingest(["w0"])
+    assert [(i, s.verdict) for i, s in ledger.take_for_ingest("t", 1)] == [("w0", "waiting")]
+    assert ledger.state("w0")["attempts_fetch"] == "1"
+    assert ledger.expired() == []  # the wait is not over
+    rt.client.zadd(keys.inflight, {"w0": time.time() - 1})  # ... now it is
+    assert ledger.expired() == ["w0"]
+    assert ledger.state("w0")["state"] == "queued"
+    again = ledger.start("w0", "fetch")
+    assert (again.verdict, again.detail) == ("go", "2")
+
+
 def test_fused_tasks_take_entries_a_few_at_a_time_and_publish_each_once(
     settings: Settings, newsroom: Newsroom
 ) -> None:

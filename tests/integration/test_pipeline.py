@@ -21,6 +21,7 @@ from tests.support import (
 from worker.dedup.canonical import url_id
 from worker.ledger import Leases, Ledger
 from worker.model import FeedEntry
+from worker.pipeline import fetch_stage
 from worker.replay import request_poll
 from worker.runtime import Runtime
 from worker.scheduler import sweep
@@ -309,6 +310,10 @@ def test_transient_page_error_is_retried(rt: Runtime, newsroom: Newsroom) -> Non
     feed_polled(rt, record.feed_id)
     entry_id = url_id(page)
     assert wait_until(lambda: rt.ledger.state(entry_id).get("state") == "retry_wait", 10)
+    rt.client.zadd(rt.keys.inflight, {entry_id: time.time() + 60})  # as Retry-After: 60 would
+    stale = fetch_stage(rt, entry_id, hand_over=False)  # a stale copy of its task, run here
+    assert (stale.next, stale.detail) == ("done", "retry_wait")
+    assert calls["n"] == 1  # the server is not asked again before the backoff is over
     rt.client.zadd(rt.keys.inflight, {entry_id: 0})  # skip the backoff wait
     sweep(rt)
     drain(rt)
