@@ -2,7 +2,12 @@
 
 Nothing here touches the machine's Redis or any shared server: the embedded valkey-server runs on
 a free loopback port with its own data directory, and every test serves its feeds and
-pages from its own loopback HTTP server.
+pages from its own loopback HTTP server. The one exception is opt-in: the compatibility
+leg ``NEWSWIRE_TEST_REDIS_URL=redis://127.0.0.1:6379/15 make test`` runs the suite against
+the server that URL names (a Redis release, where operators point NEWSWIRE_REDIS_URL).
+Its database must be empty, and is emptied when the session ends (the tests leave
+thousands of keys); tests of the embedded server's own behaviour (restarts, its
+append-only file) still start one of their own.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from hypothesis import settings as hypothesis_settings
 
 from tests.servers.newsroom import Newsroom
@@ -59,17 +65,29 @@ TEST_SETTINGS = dict(
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's server: a private embedded one, or NEWSWIRE_TEST_REDIS_URL's."""
+    if external := os.environ.get("NEWSWIRE_TEST_REDIS_URL"):
+        with redis.Redis.from_url(external) as client:
+            if keys := client.dbsize():
+                pytest.exit(
+                    f"NEWSWIRE_TEST_REDIS_URL: its database holds {keys} keys; the leg needs"
+                    " an empty one (e.g. redis://127.0.0.1:6379/15), which it empties at the end",
+                    returncode=2,
+                )
+            yield external
+            client.flushdb()
+        return
     server = EmbeddedServer.start(tmp_path_factory.mktemp("redis-data"))
-    yield server
+    yield server.url
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def settings(redis_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     tag = uuid.uuid4().hex[:6]
     return Settings(
-        redis_url=redis_server.url,
+        redis_url=redis_url,
         data_dir=tmp_path_factory.mktemp("data"),
         key_prefix=f"t{tag}",
         stream_prefix=f"t{tag}:news",
