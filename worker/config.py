@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     # hand and ends (another task takes over); keeps its time limit under the visibility
     # timeout.
     ingest_pull_s: float = 30.0
+    # Fused path: entries queued and no task taking from the queue for this long (their
+    # wake-up task lost: kombu can drop one, or Redis went away between the queueing and
+    # the send): the sweeper wakes a task, at most once in this time.
+    ingest_stall_s: float = 60.0
     extract_batch: int = 8  # fetched pages per extraction task
     max_waiting_pages: int = 256  # fetched pages waiting for extraction; fetching pauses above
     extraction_time_limit_s: float = 30.0  # per page; past it the entry is dead-lettered
@@ -178,6 +182,8 @@ class Settings(BaseSettings):
             )
         if self.ingest_pull_s <= 0:
             raise ValueError("ingest_pull_s must be positive (a fused task would take nothing)")
+        if self.ingest_stall_s <= 0:
+            raise ValueError("ingest_stall_s must be positive")
         if self.running_lease_s <= self.fetch_deadline_s:
             raise ValueError("running_lease_s must exceed fetch_deadline_s")
         return self

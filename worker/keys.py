@@ -94,6 +94,17 @@ class Keys:
     def ingest_host_prefix(self) -> str:
         return f"{self.key_prefix}:ingest:host:"
 
+    @property
+    def ingest_activity(self) -> str:
+        """STRING: when entries were last queued for, or taken by, a fused task (the
+        sweeper's sign that entries wait and no task comes for them)."""
+        return f"{self.key_prefix}:ingest:activity"
+
+    @property
+    def ingest_rewoken(self) -> str:
+        """STRING, expiring: the sweeper woke a task for a stalled ingest queue lately."""
+        return f"{self.key_prefix}:ingest:rewoken"
+
     def ingest_taken(self, task_id: str) -> str:
         """LIST: the entry ids one fused task took from the ingest queue (given back if
         the task is delivered again: its process died with them)."""

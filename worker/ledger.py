@@ -105,14 +105,16 @@ class Ledger:
         """Queue entries for the fused article path, each behind its host's others
         (``take_for_ingest`` takes them round robin over the hosts)."""
         if entry_ids:
-            keys = [self._keys.ingest_hosts]
-            args = [self._keys.ingest_host_prefix, self._keys.entry_prefix, *entry_ids]
+            keys = [self._keys.ingest_hosts, self._keys.ingest_activity]
+            args = [self._keys.ingest_host_prefix, self._keys.entry_prefix, time.time(),
+                    *entry_ids]  # fmt: skip
             run_script(self._client, "queue_for_ingest", keys, args)
 
     def take_for_ingest(self, task_id: str, count: int) -> list[tuple[str, StageStart]]:
         """Take up to ``count`` queued entries for the fused task ``task_id``, one from
         each host in turn, and begin the fetch stage of each (as ``start`` does)."""
-        keys = [self._keys.ingest_hosts, self._keys.ingest_taken(task_id), self._keys.inflight]
+        keys = [self._keys.ingest_hosts, self._keys.ingest_taken(task_id), self._keys.inflight,
+                self._keys.ingest_activity]  # fmt: skip
         leases = self._leases
         args = [
             self._keys.ingest_host_prefix, count, int(leases.queued_s),
@@ -124,8 +126,9 @@ class Ledger:
     def return_taken(self, task_id: str) -> list[str]:
         """Put back at the head of their hosts' queues what an earlier delivery of
         ``task_id`` took."""
-        keys = [self._keys.ingest_hosts, self._keys.ingest_taken(task_id)]
-        args = [self._keys.ingest_host_prefix, self._keys.entry_prefix]
+        keys = [self._keys.ingest_hosts, self._keys.ingest_activity,
+                self._keys.ingest_taken(task_id)]  # fmt: skip
+        args = [self._keys.ingest_host_prefix, self._keys.entry_prefix, time.time()]
         return list(run_script(self._client, "queue_for_ingest", keys, args))
 
     def forget_taken(self, task_id: str) -> None:
@@ -143,6 +146,20 @@ class Ledger:
     def ingest_waiting(self) -> bool:
         """Whether any entry waits for a fused task (one host or more in the ring)."""
         return bool(self._client.llen(self._keys.ingest_hosts))
+
+    def ingest_stalled(self, stall_s: float) -> bool:
+        """Whether entries wait for a fused task and none was queued or taken for
+        ``stall_s``: their wake-up task is lost. True once in ``stall_s`` at most, for
+        one of the deployment's sweepers, so that a task woken for them and waiting
+        behind others is not followed by one at every sweep."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.llen(self._keys.ingest_hosts)
+        pipe.get(self._keys.ingest_activity)
+        waiting, activity = pipe.execute()
+        if not waiting or time.time() - float(activity or 0) < stall_s:
+            return False
+        rewoken = self._client.set(self._keys.ingest_rewoken, 1, nx=True, px=int(stall_s * 1000))
+        return bool(rewoken)
 
     def pages_waiting(self) -> int:
         """Fetched pages waiting for extraction, deployment-wide (a hand-over older than

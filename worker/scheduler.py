@@ -18,7 +18,7 @@ from worker.config import FeedsFileError, read_feeds_file
 from worker.feeds.schedule import claim_due
 from worker.observability import beat
 from worker.runtime import Runtime
-from worker.tasks import enqueue_extractions, enqueue_fetches, poll_feeds
+from worker.tasks import enqueue_extractions, enqueue_fetches, poll_feeds, wake_ingest_tasks
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,22 @@ def tick(rt: Runtime) -> int:
 
 
 def sweep(rt: Runtime) -> int:
-    """Re-enqueue entries whose lease expired; return how many."""
+    """Re-enqueue entries whose lease expired, and wake a fused task for a stalled ingest
+    queue; return how many entries were re-enqueued."""
     expired = rt.ledger.expired()
     fetched = {e for e in expired if rt.client.exists(rt.keys.page(e))}
     enqueue_extractions([e for e in expired if e in fetched], rt.settings)
     enqueue_fetches(rt, [e for e in expired if e not in fetched])
     if expired:
         log.info("sweeper re-enqueued %d entries with expired leases", len(expired))
+    if rt.ledger.ingest_stalled(rt.settings.ingest_stall_s):
+        # Without this, they would wait for their queued leases to run out (30 min by
+        # default), and come back as second copies behind themselves.
+        log.warning(
+            "ingest queue stalled: entries wait and no task took any for %.0fs; woke one",
+            rt.settings.ingest_stall_s,
+        )
+        wake_ingest_tasks(rt, 1)
     return len(expired)
 
 

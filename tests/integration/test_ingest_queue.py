@@ -191,6 +191,30 @@ def test_task_delivered_again_gives_back_what_its_lost_delivery_took(
         assert _leftovers(rt) == (0, [])
 
 
+def test_entries_whose_wake_up_task_was_lost_are_taken_once_the_sweeper_sees_the_stall(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    """Entries are queued but their wake-up task never comes (kombu can drop one; Redis
+    can go away between the queueing and the send). The sweeper sees entries waiting
+    and nothing queued or taken for ``ingest_stall_s``, and wakes one task: each page is
+    fetched and published once, long before the entries' queued leases (30 s here) ran
+    out and brought them back as second copies."""
+    links = _pages(newsroom, "stalled", 3, delay_s=0.0)
+    feed_url = newsroom.url("/stalled/feed.xml")  # never polled: the entries are claimed here
+    fused = {"article_path": "fused", "ingest_stall_s": 1.0}
+    with deployment(settings, settings.redis_url or "", **fused) as (rt, _procs):
+        feed = rt.registry.add(feed_url)
+        entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links]
+        rt.ledger.queue_for_ingest(rt.ledger.claim(feed.feed_id, entries))  # no wake-up
+        assert not rt.ledger.ingest_stalled(rt.settings.ingest_stall_s)  # not yet
+        started = time.monotonic()
+        drain(rt, timeout=20)  # sweeping as the scheduler does
+        assert time.monotonic() - started < rt.settings.queued_lease_s
+        assert sorted(m["url"] for m in articles_of(rt, feed_url)) == sorted(links)
+        assert all(newsroom.count(f"/stalled/{i}.html") == 1 for i in range(3))
+        assert _leftovers(rt) == (0, [])
+
+
 def test_a_task_takes_no_entries_while_its_process_has_no_fetch_thread_free(
     rt: Runtime,
 ) -> None:

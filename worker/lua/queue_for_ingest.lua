@@ -2,10 +2,11 @@
 -- LIST per host, and a ring of the hosts that have entries queued (take_for_ingest
 -- serves the ring round robin, so a big backlog from one polite host does not hold up
 -- every other host's entries behind it).
--- KEYS[1]  the ring of hosts LIST
--- KEYS[2]  (giving back) the taken LIST of a fused task whose earlier delivery died
+-- KEYS[1]  the ring of hosts LIST   KEYS[2]  the ingest activity STRING
+-- KEYS[3]  (giving back) the taken LIST of a fused task whose earlier delivery died
 -- ARGV[1]  the prefix of the per-host queues   ARGV[2]  the prefix of entry HASHes
--- ARGV[3..] (queueing) entry ids, in order
+-- ARGV[3]  now (the activity's time: a task is on its way)
+-- ARGV[4..] (queueing) entry ids, in order
 -- New entries go to the tail of their host's queue. Given-back entries go to the head of
 -- theirs and their hosts to the head of the ring, so that they are taken again in the
 -- order they were taken; the taken list is deleted.
@@ -39,14 +40,15 @@ local function give_back(id)
   redis.call('LPUSH', KEYS[1], host)
 end
 
-if KEYS[2] then
-  local ids = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('SET', KEYS[2], ARGV[3])
+if KEYS[3] then
+  local ids = redis.call('LRANGE', KEYS[3], 0, -1)
   for i = #ids, 1, -1 do give_back(ids[i]) end  -- backwards: the first ends up first
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[3])
   return ids
 end
 local ids = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   queue(ARGV[i])
   ids[#ids + 1] = ARGV[i]
 end

@@ -4,6 +4,7 @@
 -- start_stage.lua does: the fetch threads start at once, and need no round trip of
 -- their own).
 -- KEYS[1]  the ring of hosts LIST   KEYS[2]  the task's taken LIST   KEYS[3]  inflight ZSET
+-- KEYS[4]  the ingest activity STRING (set to now: a task is taking, even if it finds none)
 -- ARGV[1]  the prefix of the per-host queues   ARGV[2]  how many
 -- ARGV[3]  seconds the taken list outlives its last change
 -- ARGV[4]  the prefix of entry HASHes   ARGV[5]  now   ARGV[6]  running lease seconds
@@ -12,6 +13,7 @@
 -- Returns  {id, verdict, detail, entry JSON or false, ...}: four items a taken entry
 -- (none when nothing is queued).
 -- include: start_entry
+redis.call('SET', KEYS[4], ARGV[5])
 local ids, wanted = {}, tonumber(ARGV[2])
 while #ids < wanted do
   local host = redis.call('LPOP', KEYS[1])
