@@ -87,6 +87,10 @@ class Settings(BaseSettings):
 
     # Entry leases and the sweeper
     queued_lease_s: float = 1800.0
+    # Fused path: the lease of an entry in the ingest queue, a LIST of our own where no
+    # broker loses it (a lost wake-up task is ingest_stall_s's to catch): a backlog longer
+    # than queued_lease_s does not come back as second copies of its entries.
+    ingest_queued_lease_s: float = 21_600.0
     running_lease_s: float = 300.0
     max_attempts: int = 3
     retry_base_s: float = 10.0  # first retry of a transient page failure; doubles each time
@@ -184,6 +188,8 @@ class Settings(BaseSettings):
             raise ValueError("ingest_pull_s must be positive (a fused task would take nothing)")
         if self.ingest_stall_s <= 0:
             raise ValueError("ingest_stall_s must be positive")
+        if self.ingest_queued_lease_s < self.queued_lease_s:
+            raise ValueError("ingest_queued_lease_s must not be shorter than queued_lease_s")
         if self.running_lease_s <= self.fetch_deadline_s:
             raise ValueError("running_lease_s must exceed fetch_deadline_s")
         return self

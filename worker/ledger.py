@@ -33,6 +33,7 @@ class Leases:
     ttl_s: int = 30 * 86_400
     max_attempts: int = 3
     retry_base_s: float = 10.0  # first retry delay after a transient failure; doubles
+    ingest_queued_s: float = 21_600.0  # waiting in the ingest queue (fused path)
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,14 @@ class Ledger:
         """Queue entries for the fused article path, each behind its host's others
         (``take_for_ingest`` takes them round robin over the hosts)."""
         if entry_ids:
-            keys = [self._keys.ingest_hosts, self._keys.ingest_activity]
-            args = [self._keys.ingest_host_prefix, self._keys.entry_prefix, time.time(),
-                    *entry_ids]  # fmt: skip
+            keys = [self._keys.ingest_hosts, self._keys.ingest_activity, self._keys.inflight]
+            args = [*self._ingest_queue_args(), *entry_ids]
             run_script(self._client, "queue_for_ingest", keys, args)
+
+    def _ingest_queue_args(self) -> list[str | float]:
+        keys = self._keys
+        return [keys.ingest_host_prefix, keys.entry_prefix, time.time(),
+                self._leases.ingest_queued_s]  # fmt: skip
 
     def take_for_ingest(self, task_id: str, count: int) -> list[tuple[str, StageStart]]:
         """Take up to ``count`` queued entries for the fused task ``task_id``, one from
@@ -126,10 +131,9 @@ class Ledger:
     def return_taken(self, task_id: str) -> list[str]:
         """Put back at the head of their hosts' queues what an earlier delivery of
         ``task_id`` took."""
-        keys = [self._keys.ingest_hosts, self._keys.ingest_activity,
+        keys = [self._keys.ingest_hosts, self._keys.ingest_activity, self._keys.inflight,
                 self._keys.ingest_taken(task_id)]  # fmt: skip
-        args = [self._keys.ingest_host_prefix, self._keys.entry_prefix, time.time()]
-        return list(run_script(self._client, "queue_for_ingest", keys, args))
+        return list(run_script(self._client, "queue_for_ingest", keys, self._ingest_queue_args()))
 
     def forget_taken(self, task_id: str) -> None:
         """The fused task ended: each entry it took is done, deferred or handed over."""

@@ -47,6 +47,7 @@ class Runtime:
             window,
             settings.max_attempts,
             settings.retry_base_s,
+            settings.ingest_queued_lease_s,
         )
         retention = Retention(settings.stream_maxlen, settings.stream_retention_days, window)
         page_limits = FetchLimits.from_settings(settings)

@@ -132,6 +132,29 @@ def test_a_copy_of_an_entry_waiting_to_be_tried_again_is_turned_away(rt: Runtime
     assert (again.verdict, again.detail) == ("go", "2")
 
 
+def test_a_backlog_older_than_the_queued_lease_is_not_enqueued_twice(rt: Runtime) -> None:
+    """Entries waiting in the ingest queue longer than the queued lease (a backlog of
+    hours) are in a list of our own, not in a broker that could lose them: the sweeper
+    leaves them there instead of queueing a second copy of each behind the first. An
+    entry given back keeps its wait for another try; an entry claimed and never queued
+    (its poller died between the two) is still the sweeper's after the queued lease."""
+    keys = Keys(key_prefix=f"backlog-{uuid.uuid4().hex}")
+    ledger = Ledger(rt.client, keys, Leases(queued_s=0.2, ingest_queued_s=3600))
+    entries = [FeedEntry(f"b{i}", "feed", "http://feed.example/rss", f"http://a.example/{i}")
+               for i in range(4)]  # fmt: skip
+    ledger.claim("feed", entries)
+    ledger.queue_for_ingest(["b0", "b1"])  # b2 and b3: claimed, never queued
+    assert ledger.start("b3", "fetch").verdict == "go"
+    ledger.retry_later("b3", attempt=1, at_least_s=60)
+    rt.client.rpush(keys.ingest_taken("lost"), "b3")  # taken by a delivery that died
+    ledger.return_taken("lost")
+    time.sleep(0.3)
+    assert ledger.expired() == ["b2"]
+    assert sum(ledger.ingest_queued().values()) == 3  # b0, b1, b3: once each
+    assert (rt.client.zscore(keys.inflight, "b3") or 0) < time.time() + 120  # its due time
+    assert [i for i, _start in ledger.take_for_ingest("t", 3)] == ["b3", "b0", "b1"]
+
+
 def test_fused_tasks_take_entries_a_few_at_a_time_and_publish_each_once(
     settings: Settings, newsroom: Newsroom
 ) -> None:

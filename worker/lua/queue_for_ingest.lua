@@ -3,10 +3,12 @@
 -- serves the ring round robin, so a big backlog from one polite host does not hold up
 -- every other host's entries behind it).
 -- KEYS[1]  the ring of hosts LIST   KEYS[2]  the ingest activity STRING
--- KEYS[3]  (giving back) the taken LIST of a fused task whose earlier delivery died
+-- KEYS[3]  inflight ZSET
+-- KEYS[4]  (giving back) the taken LIST of a fused task whose earlier delivery died
 -- ARGV[1]  the prefix of the per-host queues   ARGV[2]  the prefix of entry HASHes
 -- ARGV[3]  now (the activity's time: a task is on its way)
--- ARGV[4..] (queueing) entry ids, in order
+-- ARGV[4]  the lease of an entry in the ingest queue, seconds
+-- ARGV[5..] (queueing) entry ids, in order
 -- New entries go to the tail of their host's queue. Given-back entries go to the head of
 -- theirs and their hosts to the head of the ring, so that they are taken again in the
 -- order they were taken; the taken list is deleted.
@@ -26,7 +28,20 @@ local function host_of(entry_key)
   return string.lower((string.gsub(authority, ':%d*$', '')))
 end
 
+-- An entry in this queue, a LIST of our own, is not lost with a broker's message: its
+-- lease runs as long as ARGV[4] says, so that the sweeper does not enqueue a second copy
+-- of an entry a long backlog holds (a lost wake-up task is the sweeper's stall check's
+-- to catch). An entry waiting for another try keeps its due time; an ended one is not
+-- in flight.
+local function lease(id)
+  local state = redis.call('HGET', ARGV[2] .. id, 'state')
+  if state == 'queued' or state == 'fetch' then
+    redis.call('ZADD', KEYS[3], 'XX', tonumber(ARGV[3]) + tonumber(ARGV[4]), id)
+  end
+end
+
 local function queue(id)
+  lease(id)
   local host = host_of(ARGV[2] .. id)
   if redis.call('RPUSH', ARGV[1] .. host, id) == 1 then
     redis.call('RPUSH', KEYS[1], host)
@@ -34,6 +49,7 @@ local function queue(id)
 end
 
 local function give_back(id)
+  lease(id)
   local host = host_of(ARGV[2] .. id)
   redis.call('LPUSH', ARGV[1] .. host, id)
   redis.call('LREM', KEYS[1], 1, host)  -- a host is in the ring once at most
@@ -41,14 +57,14 @@ local function give_back(id)
 end
 
 redis.call('SET', KEYS[2], ARGV[3])
-if KEYS[3] then
-  local ids = redis.call('LRANGE', KEYS[3], 0, -1)
+if KEYS[4] then
+  local ids = redis.call('LRANGE', KEYS[4], 0, -1)
   for i = #ids, 1, -1 do give_back(ids[i]) end  -- backwards: the first ends up first
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[4])
   return ids
 end
 local ids = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   queue(ARGV[i])
   ids[#ids + 1] = ARGV[i]
 end
