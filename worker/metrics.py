@@ -84,6 +84,11 @@ def _counters(counters: dict[str, int]) -> Iterator[Metric]:
         "CPU time of extraction and publishing (trafilatura included)",
         value=counters.get("extraction_cpu_ms", 0) / 1000,
     )
+    yield CounterMetricFamily(
+        "newswire_ingest_rewakes",
+        "Tasks the sweeper woke for entries left in the ingest queue (a lost wake-up task)",
+        value=counters.get("ingest_rewakes", 0),
+    )
 
 
 def _latency(waited: dict[str, Any]) -> Metric:

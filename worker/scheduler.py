@@ -78,6 +78,7 @@ def sweep(rt: Runtime) -> int:
             rt.settings.ingest_stall_s,
         )
         wake_ingest_tasks(rt, 1)
+        rt.client.hincrby(rt.keys.stats, "ingest_rewakes", 1)
     return len(expired)
 
 

@@ -236,6 +236,7 @@ def test_entries_whose_wake_up_task_was_lost_are_taken_once_the_sweeper_sees_the
         assert sorted(m["url"] for m in articles_of(rt, feed_url)) == sorted(links)
         assert all(newsroom.count(f"/stalled/{i}.html") == 1 for i in range(3))
         assert _leftovers(rt) == (0, [])
+        assert rt.client.hget(rt.keys.stats, "ingest_rewakes") == "1"  # status and metrics
 
 
 def test_a_task_takes_no_entries_while_its_process_has_no_fetch_thread_free(
