@@ -3,7 +3,7 @@
 Nothing here touches the machine's Redis or any shared server: the embedded valkey-server runs on
 a free loopback port with its own data directory, and every test serves its feeds and
 pages from its own loopback HTTP server. The one exception is opt-in: the compatibility
-leg ``NEWSWIRE_TEST_REDIS_URL=redis://127.0.0.1:6379/15 make test`` runs the suite against
+leg ``NEWSWIRE_TEST_REDIS_URL=redis://HOST:PORT/DB make test`` runs the suite against
 the server that URL names (a Redis release, where operators point NEWSWIRE_REDIS_URL).
 Its database must be empty, and is emptied when the session ends (the tests leave
 thousands of keys); tests of the embedded server's own behaviour (restarts, its
@@ -72,7 +72,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if keys := client.dbsize():
                 pytest.exit(
                     f"NEWSWIRE_TEST_REDIS_URL: its database holds {keys} keys; the leg needs"
-                    " an empty one (e.g. redis://127.0.0.1:6379/15), which it empties at the end",
+                    " an empty one (another DB number in the URL), which it empties at the end",
                     returncode=2,
                 )
             yield external
