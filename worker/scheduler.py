@@ -71,8 +71,8 @@ def sweep(rt: Runtime) -> int:
     if expired:
         log.info("sweeper re-enqueued %d entries with expired leases", len(expired))
     if rt.ledger.ingest_stalled(rt.settings.ingest_stall_s):
-        # Without this, they would wait for their queued leases to run out (30 min by
-        # default), and come back as second copies behind themselves.
+        # Without this, they would wait until their leases in the ingest queue ran out
+        # (ingest_queued_lease_s, 6 h by default) for the sweeper to re-enqueue them.
         log.warning(
             "ingest queue stalled: entries wait and no task took any for %.0fs; woke one",
             rt.settings.ingest_stall_s,
