@@ -16,16 +16,18 @@
 -- assumes a single Redis, not a cluster. An entry whose record is gone is queued under
 -- the host '' (its task finds it missing and moves on; nothing is dropped unseen).
 -- Returns  the ids queued.
-local function host_of(entry_key)
-  local record = redis.call('HGET', entry_key, 'entry')
-  if not record then return '' end
+-- The host an entry's record names ('' without a record or URL), and its state.
+local function host_and_state(entry_key)
+  local fields = redis.call('HMGET', entry_key, 'entry', 'state')
+  local record, state = fields[1], fields[2]
+  if not record then return '', state end
   local ok, entry = pcall(cjson.decode, record)
-  if not ok or type(entry) ~= 'table' or type(entry.url) ~= 'string' then return '' end
+  if not ok or type(entry) ~= 'table' or type(entry.url) ~= 'string' then return '', state end
   local authority = string.match(entry.url, '^%a[%w+.-]*://([^/?#]*)') or ''
   authority = string.gsub(authority, '^.*@', '')
   local bracketed = string.match(authority, '^(%[[^%]]*%])')
-  if bracketed then return string.lower(bracketed) end
-  return string.lower((string.gsub(authority, ':%d*$', '')))
+  if bracketed then return string.lower(bracketed), state end
+  return string.lower((string.gsub(authority, ':%d*$', ''))), state
 end
 
 -- An entry in this queue, a LIST of our own, is not lost with a broker's message: its
@@ -33,24 +35,23 @@ end
 -- of an entry a long backlog holds (a lost wake-up task is the sweeper's stall check's
 -- to catch). An entry waiting for another try keeps its due time; an ended one is not
 -- in flight.
-local function lease(id)
-  local state = redis.call('HGET', ARGV[2] .. id, 'state')
+local function lease(id, state)
   if state == 'queued' or state == 'fetch' then
     redis.call('ZADD', KEYS[3], 'XX', tonumber(ARGV[3]) + tonumber(ARGV[4]), id)
   end
 end
 
 local function queue(id)
-  lease(id)
-  local host = host_of(ARGV[2] .. id)
+  local host, state = host_and_state(ARGV[2] .. id)
+  lease(id, state)
   if redis.call('RPUSH', ARGV[1] .. host, id) == 1 then
     redis.call('RPUSH', KEYS[1], host)
   end
 end
 
 local function give_back(id)
-  lease(id)
-  local host = host_of(ARGV[2] .. id)
+  local host, state = host_and_state(ARGV[2] .. id)
+  lease(id, state)
   redis.call('LPUSH', ARGV[1] .. host, id)
   redis.call('LREM', KEYS[1], 1, host)  -- a host is in the ring once at most
   redis.call('LPUSH', KEYS[1], host)
