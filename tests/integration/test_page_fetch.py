@@ -72,3 +72,24 @@ def test_a_page_over_the_cap_is_refused_and_the_next_one_is_whole(newsroom: News
         fetch_page(fetcher, newsroom.url("/big"), capped)
     assert info.value.reason == "body_too_large"
     assert fetch_page(fetcher, newsroom.url("/small"), capped).html == small
+
+
+def test_redirects_and_refusals_with_long_bodies_leave_the_next_fetch_whole(
+    newsroom: Newsroom,
+) -> None:
+    """A redirect's body is read to its end only when short (its connection is reused);
+    a long one, or an error page's, is cut short: the next fetch on the thread still
+    gets its own page, whole."""
+    short = page("short", 20_000)
+    newsroom.add("/short", Route(body=short.encode()))
+    newsroom.add(
+        "/moved-long", Route(status=301, headers={"Location": "/short"}, body=b"x" * 300_000)
+    )
+    newsroom.add("/gone", Route(status=404, body=page("missing", 300_000).encode()))
+    fetcher = Fetcher("t", allow_private=True)
+    for _ in range(2):
+        assert fetch_page(fetcher, newsroom.url("/moved-long"), LIMITS).html == short
+        with pytest.raises(PermanentFetchError) as info:
+            fetch_page(fetcher, newsroom.url("/gone"), LIMITS)
+        assert info.value.reason == "http_404"
+        assert fetch_page(fetcher, newsroom.url("/short"), LIMITS).html == short
