@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import socket
+import threading
+from collections.abc import Iterator
 
 import pytest
 
 from tests.servers.newsroom import Newsroom, Route
-from worker.errors import PermanentFetchError
+from worker.errors import FetchError, PermanentFetchError
 from worker.fetch.client import KEEP_BUFFER_BYTES, Fetcher
 from worker.fetch.limits import FetchLimits
 from worker.fetch.page import fetch_page
@@ -93,3 +96,40 @@ def test_redirects_and_refusals_with_long_bodies_leave_the_next_fetch_whole(
             fetch_page(fetcher, newsroom.url("/gone"), LIMITS)
         assert info.value.reason == "http_404"
         assert fetch_page(fetcher, newsroom.url("/short"), LIMITS).html == short
+
+
+BROKEN_REPLIES = {
+    "garbage": b"garbage, not HTTP\r\n\r\nmore",
+    "truncated": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
+    "bad chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "nothing": b"",
+}
+
+
+@pytest.fixture
+def broken_server() -> Iterator[str]:
+    """A loopback server answering each connection with the next of BROKEN_REPLIES."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        for reply in BROKEN_REPLIES.values():
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65_536)
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/page.html"
+    thread.join(10)
+    listener.close()
+
+
+def test_broken_replies_are_transient_connection_failures(broken_server: str) -> None:
+    """A reply that is not HTTP, a body cut short, a bad chunk or no reply at all: the
+    server or the network failed, so the entry is tried again (not "invalid_url")."""
+    fetcher = Fetcher("t", allow_private=True)
+    for name in BROKEN_REPLIES:
+        with pytest.raises(FetchError) as info:
+            fetch_page(fetcher, broken_server, LIMITS)
+        assert (info.value.reason, info.value.transient) == ("connection_reset", True), name

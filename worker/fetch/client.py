@@ -336,7 +336,7 @@ class _Transfer:
             return TransientFetchError("connection_reset", url, message)
         if code == pycurl.E_COULDNT_RESOLVE_HOST:
             return TransientFetchError("dns_error", host, message)
-        if code in _INVALID:
+        if code == pycurl.E_URL_MALFORMAT:
             return PermanentFetchError("invalid_url", url, message)
         return TransientFetchError("connection_error", url, message)
 
@@ -411,6 +411,9 @@ class _Stop(Exception):
     """Stop the transfer from a callback, with nothing wrong to report."""
 
 
+# What a broken exchange ends with: the old client's "connection reset" and "protocol
+# error" (a garbage or HTTP/0.9 reply: libcurl calls it an unsupported protocol, and our
+# own check already refused any scheme but http and https).
 _RESET = frozenset(
     {
         pycurl.E_RECV_ERROR,
@@ -418,9 +421,9 @@ _RESET = frozenset(
         pycurl.E_GOT_NOTHING,
         pycurl.E_PARTIAL_FILE,
         pycurl.E_FTP_WEIRD_SERVER_REPLY,  # libcurl now calls it CURLE_WEIRD_SERVER_REPLY
+        pycurl.E_UNSUPPORTED_PROTOCOL,
     }
 )
-_INVALID = frozenset({pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL})
 
 
 def _ms(seconds: float) -> int:
