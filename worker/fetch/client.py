@@ -238,6 +238,7 @@ class Fetcher:
         if buffer is not None:
             return Response(url, status, headers, b""), transfer.size
         body = b"".join(transfer.pieces)
+        transfer.pieces = []
         return Response(url, status, headers, body), len(body)
 
 
@@ -358,7 +359,8 @@ class _Transfer:
         try:
             text = line.decode("latin-1").strip()
             if text.startswith("HTTP/"):  # a response begins (a 1xx came before it)
-                self.status = int(text.split()[1])
+                code = text.split(maxsplit=2)[1:2]
+                self.status = int(code[0]) if code and code[0].isdigit() else 0
                 self.headers = {}
             elif text:
                 name, _, value = text.partition(":")
@@ -393,8 +395,8 @@ class _Transfer:
                 return 0  # stop: its connection is closed, not reused
             return None
         try:
-            if self.decoder is None:
-                raise RuntimeError("body before the end of the headers")
+            if self.decoder is None:  # no status line we could read
+                raise TransientFetchError("connection_reset", self.url, "no valid status line")
             piece = self.decoder.feed(chunk)
         except Exception as exc:  # noqa: BLE001 - carried out of libcurl, raised by run()
             self.error = exc
