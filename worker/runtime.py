@@ -94,12 +94,7 @@ class Runtime:
                 self.settings.effective_user_agent,
                 allow_private=self.settings.allow_private_hosts,
                 gate=gate,
-                max_connections=2 * (self.settings.fetch_threads + self.settings.poll_threads),
                 origin_allowed=self.origin_allowed,
-                per_origin=min(
-                    self.settings.host_concurrency,
-                    self.settings.fetch_threads + self.settings.poll_threads,
-                ),
             )
         return self._fetcher
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.servers.newsroom import Newsroom, Route
 from worker.errors import FetchError, PermanentFetchError
-from worker.fetch.client import KEEP_BUFFER_BYTES, Fetcher
+from worker.fetch.client import IDLE_CONNECTIONS_PER_THREAD, KEEP_BUFFER_BYTES, Fetcher
 from worker.fetch.limits import FetchLimits
 from worker.fetch.page import fetch_page
 
@@ -133,3 +133,21 @@ def test_broken_replies_are_transient_connection_failures(broken_server: str) ->
         with pytest.raises(FetchError) as info:
             fetch_page(fetcher, broken_server, LIMITS)
         assert (info.value.reason, info.value.transient) == ("connection_reset", True), name
+
+
+def test_a_thread_keeps_one_connection_to_each_of_its_recent_hosts() -> None:
+    """Keep-alive across hosts: a thread going round as many hosts as it keeps idle
+    connections for opens one connection to each, not one a fetch."""
+    rooms = [Newsroom(f"127.0.0.{20 + i}") for i in range(IDLE_CONNECTIONS_PER_THREAD)]
+    try:
+        for room in rooms:
+            room.add("/a.html", Route(body=page("a", 50_000).encode()))
+        fetcher = Fetcher("t", allow_private=True)
+        for _round in range(3):
+            for room in rooms:
+                fetch_page(fetcher, room.url("/a.html"), LIMITS)
+        for room in rooms:
+            assert len({hit.peer for hit in room.requests_to("/a.html")}) == 1, room.host
+    finally:
+        for room in rooms:
+            room.close()

@@ -32,6 +32,7 @@ class Hit:
     path: str
     headers: dict[str, str]
     at: float
+    peer: int = 0  # the client's port: one per connection
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -95,7 +96,12 @@ class Newsroom:
                 path = self.path.split("?", 1)[0]
                 with room.lock:
                     room.hits.append(
-                        Hit(path, {k.lower(): v for k, v in self.headers.items()}, time.time())
+                        Hit(
+                            path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            time.time(),
+                            self.client_address[1],
+                        )
                     )
                     room.in_flight += 1
                     room.max_in_flight = max(room.max_in_flight, room.in_flight)
