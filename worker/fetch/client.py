@@ -1,9 +1,10 @@
 """The HTTP client: libcurl (pycurl) with our redirect loop, address guard, deadline and
 size caps.
 
-libcurl rather than urllib3 (and httpx before it): a page fetch costs about half the CPU
-(0.20 against 0.39 ms for a ~170 KB page alone, 0.4-0.6 against 0.7-1.2 ms in the fetch
-threads of an extraction process), since the HTTP work runs in C without the GIL.
+libcurl rather than urllib3 (and httpx before it): a page fetch with its decoding costs
+0.31 ms of CPU against 0.55 for a ~170 KB page alone, 0.64-0.83 against 0.93-1.20 in
+threads beside an extraction loop (bench/RESULTS.md, tenth session): the HTTP work runs
+in C without the GIL.
 Everything that matters stays ours: redirects (each hop checked), the resolved address
 check at connect time (libcurl's open-socket callback), the total deadline, and the cap
 on decoded bytes (libcurl is not asked to decompress; ``BoundedDecoder`` inflates).
@@ -37,8 +38,8 @@ from worker.fetch.headers import retry_after
 from worker.fetch.limits import FetchLimits
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Most libcurl hands the write callback at once: a ~170 KB page in three calls, and a
-# slow drip still byte by byte (a call gets what one read returned).
+# Most libcurl hands the write callback at once (what one read returned: a slow drip is
+# still seen byte by byte).
 CHUNK = 65_536
 # Idle connections a thread's handle keeps open, one each to the last hosts it fetched
 # from: the bench's 8 loopback hosts all stay warm, and a process with 24 fetching threads
@@ -151,8 +152,8 @@ class Fetcher:
         the body goes into this thread's reusable buffer, and ``decode`` gets a view of
         it, valid only during the call (``Response.body`` is empty). Made a bytes object
         of its own, a ~170 KB page was one more block mapped and faulted in afresh, and
-        one more copy: 7% of a page fetch's CPU (0.86 against 0.79 ms, paired blocks
-        over bench/throughput.py's pages)."""
+        one more copy: 7% of a page fetch's CPU with the urllib3 client before libcurl
+        (0.86 against 0.79 ms, paired blocks over bench/throughput.py's pages)."""
         transfer = self._transfer()
         buffer = transfer.buffer
         try:
