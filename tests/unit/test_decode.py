@@ -8,11 +8,16 @@ import brotli
 import pytest
 
 from worker.errors import PermanentFetchError
-from worker.fetch.decode import BoundedDecoder, decode_html, read_capped
+from worker.fetch.decode import BoundedDecoder, decode_html
 
 
 def chunks(data: bytes, size: int = 65_536) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def read_capped(pieces: list[bytes], decoder: BoundedDecoder) -> bytes:
+    """The body as the client's write callback builds it, a chunk at a time."""
+    return b"".join(decoder.feed(piece) for piece in pieces)
 
 
 def test_gzip_bomb_stops_at_the_cap() -> None:

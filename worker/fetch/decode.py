@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import brotli
 from charset_normalizer import from_bytes
@@ -90,22 +90,6 @@ class BoundedDecoder:
                 "body_too_large", self._url, f"body exceeds {self._max} bytes (decoded)"
             )
         return piece
-
-
-def read_capped(chunks: Iterable[bytes], decoder: BoundedDecoder) -> bytes:
-    """Join decoded chunks; the decoder raises as soon as the cap is passed."""
-    return b"".join(decoder.feed(chunk) for chunk in chunks)
-
-
-def read_capped_into(chunks: Iterable[bytes], decoder: BoundedDecoder, buffer: bytearray) -> int:
-    """Write decoded chunks over ``buffer`` from its start (it grows as needed, never
-    shrinks) and return how many bytes the body is; the decoder raises past the cap."""
-    size = 0
-    for chunk in chunks:
-        piece = decoder.feed(chunk)
-        buffer[size : size + len(piece)] = piece
-        size += len(piece)
-    return size
 
 
 def charset_of(content_type: str) -> str | None:
