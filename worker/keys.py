@@ -101,6 +101,12 @@ class Keys:
         return f"{self.key_prefix}:ingest:activity"
 
     @property
+    def ingest_woken(self) -> str:
+        """STRING, expiring: fused tasks were woken for queued entries and none has
+        started since (more wake-ups would only queue up behind them)."""
+        return f"{self.key_prefix}:ingest:woken"
+
+    @property
     def ingest_rewoken(self) -> str:
         """STRING, expiring: the sweeper woke a task for a stalled ingest queue lately."""
         return f"{self.key_prefix}:ingest:rewoken"

@@ -135,6 +135,18 @@ class Ledger:
                 self._keys.ingest_taken(task_id)]  # fmt: skip
         return list(run_script(self._client, "queue_for_ingest", keys, self._ingest_queue_args()))
 
+    def wake_due(self, hold_s: float) -> bool:
+        """Whether newly queued entries should wake fused tasks: not while tasks woken
+        before have not started (each takes whatever is queued when it starts). True
+        once until a fused task starts (``task_started``), or ``hold_s`` passes: the
+        wake-up of a task that was lost holds no one back for longer."""
+        woken = self._client.set(self._keys.ingest_woken, 1, nx=True, px=int(hold_s * 1000))
+        return bool(woken)
+
+    def task_started(self) -> None:
+        """A fused task began taking from the ingest queue: new entries may wake more."""
+        self._client.delete(self._keys.ingest_woken)
+
     def forget_taken(self, task_id: str) -> None:
         """The fused task ended: each entry it took is done, deferred or handed over."""
         self._client.delete(self._keys.ingest_taken(task_id))

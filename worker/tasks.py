@@ -41,6 +41,10 @@ FETCH_PATIENCE_S = 1.0
 # A fused task that finds its process's fetch threads all taken (by downloads it let go)
 # ends and asks for a new task this much later, so the process can extract meanwhile.
 WAKE_AGAIN_S = 1.0
+# Polls that queue entries while the fused tasks woken for earlier ones wait to start
+# wake none (those take everything queued): 20 feeds polled at once left 40 wake-ups
+# in the extract queue through a whole backlog. Past this, a wake-up is presumed lost.
+WAKE_HOLD_S = 10.0
 # Publishes a fused task may have under way in its process's publish thread, past which
 # it waits for them (they take ~1 ms of a ~25 ms extraction: only a stalled Redis fills it).
 MAX_PUBLISHING = 8
@@ -152,8 +156,11 @@ def queue_ingest(rt: Runtime, entry_ids: list[str]) -> None:
     task takes entries as its downloads run low, so that its next pages are on their way
     while it extracts, and goes on until the queue is empty or its ``ingest_pull_s`` is
     spent. More tasks for a backlog come from the tasks themselves (``ingest_pages``):
-    a backlog of 2,000 entries no longer leaves 125 tasks that find nothing to do."""
+    a backlog of 2,000 entries no longer leaves 125 tasks that find nothing to do. No
+    task is woken while those woken before have not started (``WAKE_HOLD_S``)."""
     rt.ledger.queue_for_ingest(entry_ids)
+    if not entry_ids or not rt.ledger.wake_due(WAKE_HOLD_S):
+        return
     most = rt.settings.fetch_ahead * rt.settings.cpu_concurrency
     wake_ingest_tasks(rt, min(len(entry_ids), most))
 
@@ -466,8 +473,10 @@ class ArrivingPages:
             self._pull_until = 0.0  # the queue is empty: new entries come with their tasks
         elif not self._passed_on and self._rt.ledger.ingest_waiting():
             # More than this task's first take waits: wake one more task, which does the
-            # same, so a backlog reaches every idle extraction process of the deployment.
-            wake_ingest_tasks(self._rt, 1)
+            # same, so a backlog reaches every idle extraction process of the deployment
+            # (unless a task woken for it has yet to start: that one will).
+            if self._rt.ledger.wake_due(WAKE_HOLD_S):
+                wake_ingest_tasks(self._rt, 1)
             self._passed_on = True
         self.add(taken)
 
@@ -520,6 +529,7 @@ def ingest_pages(self: Task, entry_ids: list[str]) -> dict[str, int]:
     entries the task takes from the ingest queue as it goes (``ArrivingPages``)."""
     rt = runtime()
     task_id = self.request.id or uuid.uuid4().hex
+    rt.ledger.task_started()
     # Delivered before, to a process that died? What it took goes back to the queue's
     # head; this task takes the first of them, new tasks the rest.
     wake_ingest_tasks(rt, len(rt.ledger.return_taken(task_id)) - rt.settings.fetch_ahead)

@@ -10,7 +10,16 @@ import uuid
 import pytest
 
 from tests.servers.newsroom import Newsroom, Route
-from tests.support import article_html, articles_of, deployment, drain, feed_polled, rss, story
+from tests.support import (
+    article_html,
+    articles_of,
+    deployment,
+    drain,
+    feed_polled,
+    rss,
+    story,
+    wait_until,
+)
 from worker import tasks
 from worker.celery_app import queue_names
 from worker.config import Settings
@@ -189,6 +198,59 @@ def test_a_backlog_wakes_few_tasks_and_each_task_passes_it_on(
         drain(rt, timeout=60)
         assert sorted(m["url"] for m in articles_of(rt, feed_url)) == sorted(links)
         assert all(newsroom.count(f"/chain/{i}.html") == 1 for i in range(40))
+        assert _leftovers(rt) == (0, [])
+
+
+def _claimed(rt: Runtime, feed_url: str, links: list[str]) -> list[str]:
+    """Claim the entries of ``links`` as a poll of ``feed_url`` would (never polled)."""
+    feed = rt.registry.add(feed_url)
+    entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links]
+    return rt.ledger.claim(feed.feed_id, entries)
+
+
+def test_polls_while_a_woken_task_waits_to_start_wake_no_more(
+    settings: Settings, newsroom: Newsroom
+) -> None:
+    """Ten polls queue entries while the only extraction process is busy and a task woken
+    for them waits: they wake no more tasks (that one takes everything queued when it
+    starts). Before, each poll added one: the bench's 20 feeds left 40 in the queue."""
+    links = _pages(newsroom, "burst", 48, delay_s=0.2)
+    fused = {"article_path": "fused", "fetch_ahead": 4, "cpu_concurrency": 1}
+    with deployment(settings, settings.redis_url or "", **fused) as (rt, _procs):
+        claimed = _claimed(rt, newsroom.url("/burst/feed.xml"), links)
+        extract_queue = queue_names(rt.settings).extract
+        tasks.queue_ingest(rt, claimed[:8])
+        assert wait_until(lambda: not rt.client.exists(rt.keys.ingest_woken), 30)  # started
+        for start in range(8, 48, 4):
+            tasks.queue_ingest(rt, claimed[start : start + 4])
+        assert rt.client.llen(extract_queue) <= 1
+        drain(rt, timeout=60)
+        feed_url = newsroom.url("/burst/feed.xml")
+        assert sorted(m["url"] for m in articles_of(rt, feed_url)) == sorted(links)
+        assert all(newsroom.count(f"/burst/{i}.html") == 1 for i in range(48))
+        assert _leftovers(rt) == (0, [])
+
+
+def test_a_lost_wake_up_holds_new_entries_back_only_until_its_hold_ends(
+    settings: Settings, newsroom: Newsroom, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wake-up sent and lost (kombu can drop one) keeps later polls from waking tasks
+    only for WAKE_HOLD_S: the next poll after it wakes one, which takes both polls'
+    entries."""
+    monkeypatch.setattr(tasks, "WAKE_HOLD_S", 1.0)
+    links = _pages(newsroom, "held", 8, delay_s=0.0)
+    fused = {"article_path": "fused", "fetch_ahead": 4, "cpu_concurrency": 1}
+    with deployment(settings, settings.redis_url or "", **fused) as (rt, _procs):
+        claimed = _claimed(rt, newsroom.url("/held/feed.xml"), links)
+        extract_queue = queue_names(rt.settings).extract
+        assert rt.ledger.wake_due(tasks.WAKE_HOLD_S)  # the wake-up that is then lost
+        tasks.queue_ingest(rt, claimed[:4])
+        assert rt.client.llen(extract_queue) == 0
+        time.sleep(1.2 * tasks.WAKE_HOLD_S)
+        tasks.queue_ingest(rt, claimed[4:])
+        drain(rt, timeout=30)
+        feed_url = newsroom.url("/held/feed.xml")
+        assert sorted(m["url"] for m in articles_of(rt, feed_url)) == sorted(links)
         assert _leftovers(rt) == (0, [])
 
 
