@@ -63,6 +63,13 @@ def _poll_and_drain(rt: Runtime, feed: str, timeout: float) -> None:
     drain(rt, timeout=timeout)
 
 
+def _claimed(rt: Runtime, feed_url: str, links: list[str]) -> list[str]:
+    """Claim the entries of ``links`` as a poll of ``feed_url`` would (never polled)."""
+    feed = rt.registry.add(feed_url)
+    entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links]
+    return rt.ledger.claim(feed.feed_id, entries)
+
+
 def _leftovers(rt: Runtime) -> tuple[int, list[str]]:
     """Entries still queued, and the taken lists of tasks that have not ended."""
     taken = list(rt.client.scan_iter(match=rt.keys.ingest_taken("*")))
@@ -190,22 +197,13 @@ def test_a_backlog_wakes_few_tasks_and_each_task_passes_it_on(
     feed_url = newsroom.url("/chain/feed.xml")  # never polled: the entries are claimed here
     fused = {"article_path": "fused", "fetch_ahead": 4, "ingest_pull_s": 0.5, "cpu_concurrency": 1}
     with deployment(settings, settings.redis_url or "", **fused) as (rt, _procs):
-        feed = rt.registry.add(feed_url)
-        entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links]
         extract_queue = queue_names(rt.settings).extract
-        tasks.queue_ingest(rt, rt.ledger.claim(feed.feed_id, entries))
+        tasks.queue_ingest(rt, _claimed(rt, feed_url, links))
         assert rt.client.llen(extract_queue) <= 1
         drain(rt, timeout=60)
         assert sorted(m["url"] for m in articles_of(rt, feed_url)) == sorted(links)
         assert all(newsroom.count(f"/chain/{i}.html") == 1 for i in range(40))
         assert _leftovers(rt) == (0, [])
-
-
-def _claimed(rt: Runtime, feed_url: str, links: list[str]) -> list[str]:
-    """Claim the entries of ``links`` as a poll of ``feed_url`` would (never polled)."""
-    feed = rt.registry.add(feed_url)
-    entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links]
-    return rt.ledger.claim(feed.feed_id, entries)
 
 
 def test_polls_while_a_woken_task_waits_to_start_wake_no_more(
@@ -263,9 +261,7 @@ def test_task_delivered_again_gives_back_what_its_lost_delivery_took(
     links = _pages(newsroom, "lost", 3, delay_s=0.0)
     feed_url = newsroom.url("/lost/feed.xml")  # never polled: the entries are claimed here
     with deployment(settings, settings.redis_url or "", article_path="fused") as (rt, _procs):
-        feed = rt.registry.add(feed_url)
-        entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links]
-        rt.ledger.queue_for_ingest(rt.ledger.claim(feed.feed_id, entries))
+        rt.ledger.queue_for_ingest(_claimed(rt, feed_url, links))
         assert len(rt.ledger.take_for_ingest("lost-delivery", 10)) == 3  # ... and died
         assert _leftovers(rt) == (0, [rt.keys.ingest_taken("lost-delivery")])
         extract_queue = queue_names(rt.settings).extract
@@ -288,9 +284,7 @@ def test_entries_whose_wake_up_task_was_lost_are_taken_once_the_sweeper_sees_the
     feed_url = newsroom.url("/stalled/feed.xml")  # never polled: the entries are claimed here
     fused = {"article_path": "fused", "ingest_stall_s": 1.0}
     with deployment(settings, settings.redis_url or "", **fused) as (rt, _procs):
-        feed = rt.registry.add(feed_url)
-        entries = [FeedEntry(url_id(link), feed.feed_id, feed.url, link) for link in links]
-        rt.ledger.queue_for_ingest(rt.ledger.claim(feed.feed_id, entries))  # no wake-up
+        rt.ledger.queue_for_ingest(_claimed(rt, feed_url, links))  # no wake-up
         assert not rt.ledger.ingest_stalled(rt.settings.ingest_stall_s)  # not yet
         started = time.monotonic()
         drain(rt, timeout=20)  # sweeping as the scheduler does
