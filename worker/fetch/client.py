@@ -226,7 +226,7 @@ class Fetcher:
         self, transfer: _Transfer, url: str, host: str, buffer: bytearray | None
     ) -> tuple[Response, int] | Redirect:
         status, headers = transfer.status, transfer.headers
-        if status in REDIRECT_STATUSES and "location" in headers:
+        if _is_redirect(status, headers):
             return Redirect(status, urljoin(url, headers["location"].strip()))
         if status == 304:
             return Response(url, status, headers, b""), 0
@@ -377,7 +377,7 @@ class _Transfer:
 
     def _headers_done(self) -> None:
         status = self.status
-        if status == 304 or (status in REDIRECT_STATUSES and "location" in self.headers):
+        if status == 304 or _is_redirect(status, self.headers):
             self.draining = True
             return
         if not 200 <= status < 300:
@@ -427,6 +427,10 @@ _RESET = frozenset(
         pycurl.E_UNSUPPORTED_PROTOCOL,
     }
 )
+
+
+def _is_redirect(status: int, headers: dict[str, str]) -> bool:
+    return status in REDIRECT_STATUSES and "location" in headers
 
 
 def _ms(seconds: float) -> int:
