@@ -297,7 +297,7 @@ def feeds_add(
 @click.argument("url_or_id")
 @click.pass_obj
 def feeds_remove(settings: Settings, url_or_id: str) -> None:
-    """Remove a feed (by URL or id)."""
+    """Remove a feed (by URL or id); a sitemap index's sitemaps go with it."""
     with runtime_for(settings) as (rt, _handle):
         record = rt.registry.remove(url_or_id)
     if record is None:

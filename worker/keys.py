@@ -50,6 +50,10 @@ class Keys:
         """HASH: the feed's record and status."""
         return f"{self.key_prefix}:feed:{feed_id}"
 
+    def feed_children(self, feed_id: str) -> str:
+        """SET of the feed ids that the sitemap index ``feed_id`` registered."""
+        return f"{self.key_prefix}:feeds:children:{feed_id}"
+
     # Entry ledger: claims, leases, attempts
     def seen(self, entry_id: str) -> str:
         """STRING: the claim on an entry (a lease until it ends, then kept for the window)."""

@@ -268,6 +268,51 @@ def test_a_sitemap_index_registers_only_its_newest_sitemaps(
     assert registered == {newsroom.url(f"/{tag}/{day}.xml") for day in days[-limit:]}
 
 
+def sitemap_index(locs: list[tuple[str, str]]) -> Route:
+    """A sitemap index listing (url, lastmod) pairs."""
+    body = (
+        '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        + "".join(f"<sitemap><loc>{u}</loc><lastmod>{d}</lastmod></sitemap>" for u, d in locs)
+        + "</sitemapindex>"
+    ).encode()
+    return Route(body=body, content_type="application/xml")
+
+
+def test_a_sitemap_index_removes_the_sitemaps_it_no_longer_registers(
+    rt: Runtime, newsroom: Newsroom
+) -> None:
+    """Each day's new sitemap pushes the oldest out of the index's newest; before, every
+    sitemap it ever registered stayed registered and polled."""
+    tag = f"roll{time.time_ns()}"
+    limit = Settings().sitemap_index_limit
+    days = [f"2026-{1 + n // 28:02d}-{1 + n % 28:02d}" for n in range(limit + 13)]
+    url = {day: newsroom.url(f"/{tag}/{day}.xml") for day in days}
+    index_url = newsroom.add(f"/{tag}/index.xml", sitemap_index([(url[d], d) for d in days[:-3]]))
+
+    def registered() -> set[str]:
+        return {f.url for f in rt.registry.all() if tag in f.url} - {index_url}
+
+    mine = rt.registry.add(url[days[-limit - 3]])  # the operator's own, listed by the index too
+    index = rt.registry.add(index_url)
+    poll(rt, index.feed_id)
+    assert registered() == {url[d] for d in days[-limit - 3 : -3]}
+    before = rt.registry.find(url[days[-limit - 2]])
+    assert before is not None and before.parent == index.feed_id
+    taken_over = rt.registry.add(before.url)  # registered by the index, now the operator's
+    assert taken_over.parent == ""
+
+    newsroom.routes[f"/{tag}/index.xml"] = sitemap_index([(url[d], d) for d in days])  # 3 new
+    poll(rt, index.feed_id)
+    assert registered() == {url[d] for d in days[-limit:]} | {mine.url, taken_over.url}
+    assert rt.registry.find(url[days[-limit - 1]]) is None  # the index's, pushed out: removed
+    children = {f.url for f in rt.registry.all() if f.parent == index.feed_id}
+    assert children == {url[d] for d in days[-limit:]}
+
+    rt.registry.remove(index.feed_id)  # its sitemaps go with it; the operator's stay
+    assert registered() == {mine.url, taken_over.url}
+    assert not rt.client.exists(rt.keys.feed_children(index.feed_id))
+
+
 def test_a_hostile_feed_is_recorded_on_its_status_at_every_poll(
     rt: Runtime, newsroom: Newsroom
 ) -> None:

@@ -150,7 +150,8 @@ def _take_in(
         parsed = parse_feed(body, response.url, response.headers)
     except FeedError as exc:
         return _failed(rt, feed, polled_at, exc)
-    _add_children(rt, feed, parsed.children)
+    if parsed.kind == "sitemap":
+        _add_children(rt, feed, parsed.children)
     entries, skipped = to_entries(feed, parsed)
     new_ids = rt.ledger.claim(feed_id, entries)
     enqueue(new_ids)
@@ -166,7 +167,8 @@ def _add_children(rt: Runtime, feed: FeedRecord, children: list[str]) -> None:
     """A sitemap index: each sitemap it lists becomes a source, but for those whose URL we
     would never fetch (another scheme): one of them must not fail the index's polls. Only
     sitemaps of the index's own site, as the sitemaps protocol says: an index must not make
-    us poll other sites (any number of them); and only its newest ``sitemap_index_limit``."""
+    us poll other sites (any number of them); and only its newest ``sitemap_index_limit``.
+    Those it registered before and no longer lists among them are removed."""
     own = [child for child in children if same_site(child, feed.url)]
     if len(own) < len(children):
         log.warning(
@@ -179,9 +181,11 @@ def _add_children(rt: Runtime, feed: FeedRecord, children: list[str]) -> None:
             "sitemap index %s lists %d sitemaps: only the newest %d are registered "
             "(sitemap_index_limit)", feed.url, len(own), limit,
         )  # fmt: skip
-    _added, refused = rt.registry.add_each((child, feed.tags, None) for child in own[:limit])
+    _added, refused, retired = rt.registry.add_children(feed.feed_id, own[:limit], feed.tags)
     for why in refused:
         log.warning("sitemap index %s: skipped %s", feed.url, why)
+    if retired:
+        log.info("sitemap index %s: removed %d sitemaps it no longer lists", feed.url, retired)
 
 
 def _unseen_items(body: bytes, previous: str) -> tuple[bytes, str]:

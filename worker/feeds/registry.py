@@ -73,6 +73,9 @@ class FeedRecord:
     parsed: int = 0  # polls whose body was parsed (not 304, not unchanged)
     not_modified: int = 0  # 304 answers
     unchanged: int = 0  # 200 answers with the same body as last time (validators ignored)
+    # The sitemap index that registered this sitemap, and retires it once it lists it no
+    # more ('': a feed of the operator's, which no index retires)
+    parent: str = ""
     next_poll: float | None = None
 
     def to_redis(self) -> dict[str, str]:
@@ -96,7 +99,8 @@ class Registry:
     def add(
         self, url: str, tags: list[str] | None = None, interval_s: float | None = None
     ) -> FeedRecord:
-        """Register a feed (idempotent on its URL); it becomes due at once."""
+        """Register a feed (idempotent on its URL); it becomes due at once. A sitemap that
+        an index registered becomes the operator's: no index retires it."""
         self._add_batch([(url, _url_key(url), list(tags or []), interval_s)])
         record = self.find(url)
         if record is None:  # another process removed it in between
@@ -111,7 +115,34 @@ class Registry:
         took a minute): how many were registered or known already, and why each other
         one was not (a URL we would never fetch, one with a lone surrogate): one bad feed
         of an import, the feeds file or a sitemap index must not keep out the rest."""
-        accepted, refused = 0, []
+        keys, refused = self._add_all(feeds)
+        return len(keys), refused
+
+    def add_children(
+        self, parent_id: str, urls: list[str], tags: list[str]
+    ) -> tuple[int, list[str], int]:
+        """Register the sitemaps an index lists now, as the index's (``add_each``), and
+        remove those it registered before and lists no more, or no longer among the ones
+        it registers: a news site's index gains a sitemap a day, and each would otherwise
+        stay polled for as long as the service runs. Returns how many were registered or
+        known already, why each other one was not, and how many were removed."""
+        keys, refused = self._add_all(((url, tags, None) for url in urls), parent_id)
+        children = self._keys.feed_children(parent_id)
+        listed = set(self._client.hmget(self._keys.feed_urls, keys)) if keys else set()
+        retired = [child for child in self._client.smembers(children) if child not in listed]
+        for child in retired:
+            self._delete(child)
+        if retired:
+            self._client.srem(children, *retired)
+        return len(keys), refused, len(retired)
+
+    def _add_all(
+        self, feeds: Iterable[tuple[str, list[str], float | None]], parent: str = ""
+    ) -> tuple[list[str], list[str]]:
+        """``add_each``: the canonical URLs of the feeds registered or known already, and
+        why each other one was not."""
+        accepted: list[str] = []
+        refused: list[str] = []
         batch: list[tuple[str, str, list[str], float | None]] = []
         for url, tags, interval_s in feeds:
             try:
@@ -121,37 +152,51 @@ class Registry:
             except UNEXPECTED_DATA_ERRORS as exc:
                 refused.append(f"{url!r}: {type(exc).__name__}: {exc}")
             if len(batch) == FEEDS_PER_ROUND_TRIP:
-                accepted += self._add_batch(batch)
+                accepted += self._add_batch(batch, parent)
                 batch = []
-        return accepted + self._add_batch(batch), refused
+        return accepted + self._add_batch(batch, parent), refused
 
-    def _add_batch(self, batch: list[tuple[str, str, list[str], float | None]]) -> int:
+    def _add_batch(
+        self, batch: list[tuple[str, str, list[str], float | None]], parent: str = ""
+    ) -> list[str]:
         """Register the feeds of ``batch`` (url, canonical url, tags, interval) that are
-        not registered yet, the first of any two with the same canonical URL."""
+        not registered yet, the first of any two with the same canonical URL, as
+        ``parent``'s children (a sitemap index's id; '' for the operator's feeds, which
+        also takes over known feeds that an index registered). Returns the canonical
+        URLs of the batch."""
         if not batch:
-            return 0
-        known = self._client.hmget(self._keys.feed_urls, [key for _, key, _, _ in batch])
+            return []
+        keys = self._keys
+        known = self._client.hmget(keys.feed_urls, [key for _, key, _, _ in batch])
         pipe = self._client.pipeline(transaction=False)
         for feed_id in known:
-            pipe.exists(self._keys.feed(feed_id or ""))
+            pipe.hmget(keys.feed(feed_id or ""), ["feed_id", "parent"])
         present = pipe.execute()
         now, seen = time.time(), set()
         pipe = self._client.pipeline(transaction=True)
-        for (url, key, tags, interval_s), feed_id, exists in zip(
+        for (url, key, tags, interval_s), feed_id, (exists, owner) in zip(
             batch, known, present, strict=True
         ):
-            if (feed_id and exists) or key in seen:
+            if feed_id and exists:
+                if not parent and owner and json.loads(owner):
+                    pipe.hset(keys.feed(feed_id), "parent", json.dumps(""))
+                    pipe.srem(keys.feed_children(json.loads(owner)), feed_id)
+                continue
+            if key in seen:
                 continue
             seen.add(key)
             record = FeedRecord(
-                _feed_id_of(key), url, tags=list(tags), interval_s=interval_s, added_at=now
-            )
-            pipe.hset(self._keys.feed(record.feed_id), mapping=record.to_redis())
-            pipe.sadd(self._keys.feeds, record.feed_id)
-            pipe.hset(self._keys.feed_urls, key, record.feed_id)
-            pipe.zadd(self._keys.feeds_due, {record.feed_id: now})
+                _feed_id_of(key), url, tags=list(tags), interval_s=interval_s, added_at=now,
+                parent=parent,
+            )  # fmt: skip
+            pipe.hset(keys.feed(record.feed_id), mapping=record.to_redis())
+            pipe.sadd(keys.feeds, record.feed_id)
+            pipe.hset(keys.feed_urls, key, record.feed_id)
+            pipe.zadd(keys.feeds_due, {record.feed_id: now})
+            if parent:
+                pipe.sadd(keys.feed_children(parent), record.feed_id)
         pipe.execute()
-        return len(batch)
+        return [key for _, key, _, _ in batch]
 
     def find(self, url_or_id: str) -> FeedRecord | None:
         """Look a feed up by id or URL."""
@@ -173,17 +218,29 @@ class Registry:
         return FeedRecord.from_redis(dict(zip(flat[::2], flat[1::2], strict=True)), None)
 
     def remove(self, url_or_id: str) -> FeedRecord | None:
-        """Forget a feed; entries already claimed keep their claims."""
+        """Forget a feed, and the sitemaps it registered if it is a sitemap index; entries
+        already claimed keep their claims."""
         record = self.find(url_or_id)
         if record is None:
             return None
-        pipe = self._client.pipeline(transaction=True)
-        pipe.delete(self._keys.feed(record.feed_id))
-        pipe.srem(self._keys.feeds, record.feed_id)
-        pipe.hdel(self._keys.feed_urls, canonical_url(record.url))
-        pipe.zrem(self._keys.feeds_due, record.feed_id)
-        pipe.execute()
+        self._delete(record.feed_id)
         return record
+
+    def _delete(self, feed_id: str) -> None:
+        keys = self._keys
+        url, parent = self._client.hmget(keys.feed(feed_id), ["url", "parent"])
+        children = self._client.smembers(keys.feed_children(feed_id))
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(keys.feed(feed_id), keys.feed_children(feed_id))
+        pipe.srem(keys.feeds, feed_id)
+        if url:
+            pipe.hdel(keys.feed_urls, canonical_url(json.loads(url)))
+        if parent and json.loads(parent):
+            pipe.srem(keys.feed_children(json.loads(parent)), feed_id)
+        pipe.zrem(keys.feeds_due, feed_id)
+        pipe.execute()
+        for child in children:
+            self._delete(child)
 
     def all(self) -> list[FeedRecord]:
         """Every feed, by id. A round trip per FEEDS_PER_ROUND_TRIP feeds: with two a feed,
