@@ -22,7 +22,7 @@ from worker.errors import (
     NewswireError,
 )
 from worker.extract.document import article_document
-from worker.extract.timeout import time_limit
+from worker.extract.timeout import within_time_limit
 from worker.fetch.page import fetch_page
 from worker.ledger import HandedPage, StageStart
 from worker.model import FeedEntry, utc_iso
@@ -126,15 +126,16 @@ def prepare_fetched(rt: Runtime, fetched: Fetched) -> Prepared | StageResult:
     """Extract and merge a page in hand: its article document, or its failure (recorded)."""
     started = time.thread_time()
     try:
-        with time_limit(rt.settings.extraction_time_limit_s):
-            article = article_document(
-                fetched.entry,
-                fetched.page.html,
-                fetched.page.url,
-                fetched.page.fetched_at,
-                rt.settings.min_text_chars,
-                rt.settings.min_publish_chars,
-            )
+        article = within_time_limit(
+            rt.settings.extraction_time_limit_s,
+            article_document,
+            fetched.entry,
+            fetched.page.html,
+            fetched.page.url,
+            fetched.page.fetched_at,
+            rt.settings.min_text_chars,
+            rt.settings.min_publish_chars,
+        )
     except ExtractionError as exc:
         failed = _fail(rt, fetched.entry, exc, fetched.attempt)
         return replace(failed, cpu_s=time.thread_time() - started)
