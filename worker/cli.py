@@ -299,10 +299,13 @@ def feeds_add(
 def feeds_remove(settings: Settings, url_or_id: str) -> None:
     """Remove a feed (by URL or id); a sitemap index's sitemaps go with it."""
     with runtime_for(settings) as (rt, _handle):
-        record = rt.registry.remove(url_or_id)
-    if record is None:
+        removed = rt.registry.remove(url_or_id)
+    if removed is None:
         raise click.ClickException(f"no such feed: {url_or_id}")
+    record, sitemaps = removed
     click.echo(f"removed {record.feed_id} {record.url}")
+    if sitemaps:
+        click.echo(f"removed the {sitemaps} sitemaps this sitemap index had registered")
 
 
 @feeds.command("enable")

@@ -193,6 +193,14 @@ def test_feeds_import_skips_a_bad_outline_and_says_so(tmp_path: Path) -> None:
         "https://c.example.com/feed.xml"
     ]
     assert newswire(tmp_path, "feeds", "list", "--tag", "nothing-tagged").stdout == ""
+    removed = newswire(tmp_path, "feeds", "remove", "https://a.example.com/feed.xml")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.startswith("removed ") and "sitemaps" not in removed.stdout
+    left = newswire(tmp_path, "feeds", "list", "--json")
+    assert [json.loads(line)["url"] for line in left.stdout.splitlines()] == [
+        "https://c.example.com/feed.xml"
+    ]
+    assert newswire(tmp_path, "feeds", "remove", "https://a.example.com/feed.xml").returncode
 
 
 def test_feeds_add_refuses_an_address_it_could_never_fetch(tmp_path: Path) -> None:

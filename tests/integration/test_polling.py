@@ -308,7 +308,8 @@ def test_a_sitemap_index_removes_the_sitemaps_it_no_longer_registers(
     children = {f.url for f in rt.registry.all() if f.parent == index.feed_id}
     assert children == {url[d] for d in days[-limit:]}
 
-    rt.registry.remove(index.feed_id)  # its sitemaps go with it; the operator's stay
+    removed = rt.registry.remove(index.feed_id)  # its sitemaps go with it; the operator's stay
+    assert removed is not None and removed[1] == limit
     assert registered() == {mine.url, taken_over.url}
     assert not rt.client.exists(rt.keys.feed_children(index.feed_id))
 

@@ -217,16 +217,16 @@ class Registry:
             return None
         return FeedRecord.from_redis(dict(zip(flat[::2], flat[1::2], strict=True)), None)
 
-    def remove(self, url_or_id: str) -> FeedRecord | None:
-        """Forget a feed, and the sitemaps it registered if it is a sitemap index; entries
-        already claimed keep their claims."""
+    def remove(self, url_or_id: str) -> tuple[FeedRecord, int] | None:
+        """Forget a feed, and the sitemaps it registered if it is a sitemap index (how many
+        went with it is returned beside it); entries already claimed keep their claims."""
         record = self.find(url_or_id)
         if record is None:
             return None
-        self._delete(record.feed_id)
-        return record
+        return record, self._delete(record.feed_id) - 1
 
-    def _delete(self, feed_id: str) -> None:
+    def _delete(self, feed_id: str) -> int:
+        """Delete a feed and, in turn, the feeds it registered; how many were deleted."""
         keys = self._keys
         url, parent = self._client.hmget(keys.feed(feed_id), ["url", "parent"])
         children = self._client.smembers(keys.feed_children(feed_id))
@@ -239,8 +239,7 @@ class Registry:
             pipe.srem(keys.feed_children(json.loads(parent)), feed_id)
         pipe.zrem(keys.feeds_due, feed_id)
         pipe.execute()
-        for child in children:
-            self._delete(child)
+        return 1 + sum(self._delete(child) for child in children)
 
     def all(self) -> list[FeedRecord]:
         """Every feed, by id. A round trip per FEEDS_PER_ROUND_TRIP feeds: with two a feed,
