@@ -66,6 +66,7 @@ def within_time_limit(seconds: float, call: Callable[P, T], *args: P.args, **kwa
             "extraction_timeout", detail=f"extraction exceeded its {seconds:g}s time limit"
         ) from None
     finally:
+        # again: a first shot that landed before the inner finally's first line cut it short
         _limiting[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -178,9 +178,10 @@ class Registry:
             batch, known, present, strict=True
         ):
             if feed_id and exists:
-                if not parent and owner and json.loads(owner):
+                index = json.loads(owner) if owner else ""
+                if index and not parent:
                     pipe.hset(keys.feed(feed_id), "parent", json.dumps(""))
-                    pipe.srem(keys.feed_children(json.loads(owner)), feed_id)
+                    pipe.srem(keys.feed_children(index), feed_id)
                 continue
             if key in seen:
                 continue
