@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,6 +92,17 @@ def fetch_started(
         return StageResult("extract", fetched=Fetched(entry, handed, attempt))
     rt.ledger.hand_over(entry_id, handed)
     return StageResult("extract")
+
+
+def reserve_fetches(rt: Runtime, starts: Iterable[StageStart]) -> int:
+    """Take ahead, in one round trip, the host slots of the pages these begun fetch stages
+    are about to request (``HostGate.reserve``); return how many were taken."""
+    urls = [
+        start.entry.url
+        for start in starts
+        if start.entry is not None and start.verdict not in STANDING_BY | {"exhausted"}
+    ]
+    return rt.fetcher.reserve_slots(urls) if urls else 0
 
 
 def extract_stage(rt: Runtime, entry_id: str) -> StageResult:

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from worker import pipeline
 from worker.celery_app import app, queue_names, warm_sender
@@ -97,6 +97,20 @@ def _reset_after_fork(**_: Any) -> None:
     _publish_pool[0] = None
     _running_fetches[0] = RunningFetches()
     _start_ready()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _close_runtime(**_: Any) -> None:
+    """Give back the host slots this process holds for a moment (``HostGate``) now, not
+    at their expiry in Redis, which would keep other workers off their hosts meanwhile."""
+    rt = _runtime[0]
+    if rt is None:
+        return
+    try:
+        rt.close()
+    except (redis.RedisError, OSError) as exc:
+        log.warning("runtime not closed cleanly at shutdown: %s", exc)
 
 
 def _start_ready() -> None:
@@ -429,7 +443,8 @@ class ArrivingPages:
 
     def add(self, entries: Sequence[tuple[str, StageStart | None]]) -> None:
         """Start downloading these entries' pages (the fetch stage begun by the take,
-        or, for None, by the fetch thread)."""
+        or, for None, by the fetch thread), their host slots taken ahead together."""
+        pipeline.reserve_fetches(self._rt, [start for _, start in entries if start is not None])
         running = _running_fetches[0]
         for entry_id, start in entries:
             running.add(1)

@@ -17,7 +17,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -120,11 +120,23 @@ class Fetcher:
         self._transfers: list[_Transfer] = []
 
     def close(self) -> None:
-        """Close every thread's handle and its connections (no fetch may be running)."""
+        """Close every thread's handle and its connections, and give back the host slots
+        the gate holds (no fetch may be running)."""
         with self._lock:
             transfers, self._transfers = self._transfers, []
         for transfer in transfers:
             transfer.close()
+        close_gate = getattr(self._gate, "close", None)
+        if close_gate is not None:
+            close_gate()
+
+    def reserve_slots(self, urls: Iterable[str]) -> int:
+        """Take the host slots of fetches about to start ahead, in one round trip, where
+        the gate can (``HostGate.reserve``); return how many it took."""
+        reserve = getattr(self._gate, "reserve", None)
+        if reserve is None:
+            return 0
+        return int(reserve([urlsplit(url).hostname or "" for url in urls]))
 
     def get(
         self,
