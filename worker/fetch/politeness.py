@@ -78,7 +78,7 @@ class HostGate:
         self._return_due = threading.Condition(self._lock)
         self._idle: dict[str, list[_Held]] = {}  # host -> slots held here, unused
         self._next_return = math.inf
-        self._returner: threading.Thread | None = None
+        self._returner_pid = 0  # the process whose thread gives slots back (a fork has none)
         self._closed = False
         self._token_prefix = uuid.uuid4().hex[:16]
         self._serial = itertools.count()
@@ -228,11 +228,12 @@ class HostGate:
             self._idle.setdefault(host, []).append(held)
             if held.give_back_at < self._next_return:
                 self._next_return = held.give_back_at
-                if self._returner is None:
-                    self._returner = threading.Thread(
+                if self._returner_pid != os.getpid():  # none yet, or not in this process
+                    self._returner_pid = os.getpid()
+                    returner = threading.Thread(
                         target=self._return_loop, name="host-slots", daemon=True
                     )
-                    self._returner.start()
+                    returner.start()
                 else:
                     self._return_due.notify()
 
