@@ -27,7 +27,6 @@ import os
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -213,11 +212,13 @@ class HostGate:
         now = time.monotonic()
         wanted: list[str] = []
         with self._lock:
-            spare = Counter({host: len(slots) for host, slots in self._idle.items()})
+            spare = {
+                host: [held for held in slots if now < held.reuse_until]
+                for host, slots in self._idle.items()
+            }
             for host in hosts:
-                if spare[host] > 0:
-                    spare[host] -= 1
-                    held = self._idle[host][spare[host]]
+                if spare.get(host):
+                    held = spare[host].pop()
                     held.give_back_at = max(held.give_back_at, now + RESERVE_HOLD_S)
                 else:
                     wanted.append(host)
@@ -225,17 +226,23 @@ class HostGate:
 
     def _keep(self, host: str, held: _Held) -> None:
         with self._lock:
-            self._idle.setdefault(host, []).append(held)
-            if held.give_back_at < self._next_return:
-                self._next_return = held.give_back_at
-                if self._returner_pid != os.getpid():  # none yet, or not in this process
-                    self._returner_pid = os.getpid()
-                    returner = threading.Thread(
-                        target=self._return_loop, name="host-slots", daemon=True
-                    )
-                    returner.start()
-                else:
-                    self._return_due.notify()
+            closed = self._closed
+            if not closed:
+                self._idle.setdefault(host, []).append(held)
+                if held.give_back_at < self._next_return:
+                    self._next_return = held.give_back_at
+                    self._wake_returner()
+        if closed:  # closed since the caller looked: nothing would give it back later
+            self._give_back({host: [held.token]})
+
+    def _wake_returner(self) -> None:
+        """Have the thread that gives slots back look again (started on first use, and
+        again in a forked process, which has none); the lock is held."""
+        if self._returner_pid == os.getpid():
+            self._return_due.notify()
+            return
+        self._returner_pid = os.getpid()
+        threading.Thread(target=self._return_loop, name="host-slots", daemon=True).start()
 
     def _return_loop(self) -> None:
         """Give back, in one round trip, the slots whose time is up (and those due within a
