@@ -38,8 +38,9 @@ from worker.fetch.headers import retry_after
 from worker.fetch.limits import FetchLimits
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Most libcurl hands the write callback at once (what one read returned: a slow drip is
-# still seen byte by byte).
+# libcurl's receive buffer (a slow drip is still seen byte by byte). Whatever its size,
+# libcurl hands the write callback at most CURL_MAX_WRITE_SIZE (16 KiB) a call: 11-12
+# calls for a ~180 KB page with 64 KiB or 512 KiB (40 corpus pages from a loopback server).
 CHUNK = 65_536
 # Idle connections a thread's handle keeps open, one each to the last hosts it fetched
 # from: the bench's 8 loopback hosts all stay warm, and a process with 24 fetching threads
