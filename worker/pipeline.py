@@ -97,11 +97,7 @@ def fetch_started(
 def reserve_fetches(rt: Runtime, starts: Iterable[StageStart]) -> int:
     """Take ahead, in one round trip, the host slots of the pages these begun fetch stages
     are about to request (``HostGate.reserve``); return how many were taken."""
-    urls = [
-        start.entry.url
-        for start in starts
-        if start.entry is not None and start.verdict not in STANDING_BY | {"exhausted"}
-    ]
+    urls = [start.entry.url for start in starts if start.verdict == "go" and start.entry]
     return rt.fetcher.reserve_slots(urls) if urls else 0
 
 
