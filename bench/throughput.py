@@ -609,7 +609,8 @@ def timeline(rt: Runtime, started_wall: float, elapsed: float) -> dict[str, floa
     """When entries ended (their stream ids are the server's clock in ms), in seconds
     from the first poll: the first, 10%, 50%, 90%, the last; and the rate between 10%
     and 90%, the steady state without the start (feeds parsed, first pages fetched)
-    and the end (the last pages of one process while the other has none)."""
+    and the end (the last pages of one process while the other has none); and how many
+    ended in each of the first and the last eight half seconds."""
     ms = sorted(
         int(sid.split("-")[0])
         for stream in (rt.keys.articles, rt.keys.duplicates, rt.keys.deadletter)
@@ -631,6 +632,10 @@ def timeline(rt: Runtime, started_wall: float, elapsed: float) -> dict[str, floa
         ),
         "ended_each_half_second_at_start": [
             sum(start <= t < start + 0.5 for t in at) for start in (i / 2 for i in range(8))
+        ],
+        "ended_each_half_second_at_end": [
+            sum(end - 0.5 < t <= end for t in at)
+            for end in (at[-1] - i / 2 for i in range(7, -1, -1))
         ],
     }
 
