@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 import redis
-from celery.signals import task_received, worker_ready, worker_shutting_down
+from celery.signals import task_received, worker_process_init, worker_ready, worker_shutting_down
 from celery.worker import state as worker_state
 
 from worker.celery_app import ROLE_QUEUES, app, queue_names, warm_sender
@@ -25,6 +25,9 @@ from worker.runtime import Runtime
 log = logging.getLogger(__name__)
 BEAT_EVERY_S = 5.0
 EXIT_STALLED = 75  # EX_TEMPFAIL: start me again
+# The CPUs a prefork parent's children take, one each by their pool index (none: the
+# scheduler places them); set before the fork, so each child (recycled ones too) finds it.
+_child_cpus: list[int] = []
 
 
 def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None) -> None:
@@ -37,6 +40,7 @@ def run_worker(rt: Runtime, role: str, pool: str | None, concurrency: int | None
         concurrency = rt.settings.cpu_concurrency if cpu_bound else rt.settings.io_concurrency
     if cpu_bound and pool == "prefork":
         warm_before_fork()  # its children warm their task sender themselves (tasks.py)
+        _child_cpus[:] = cpus_for_children(rt.settings.pin_extraction_cpus, concurrency)
     else:
         warm_sender()  # tasks run in this process
     _beat_when_ready(rt, role, stall_check(rt, queues, concurrency))
@@ -68,6 +72,39 @@ def warm_before_fork() -> None:
     collection that never touches them leaves their memory shared with the parent."""
     warm_up()
     gc.freeze()
+
+
+def cpus_for_children(pin: bool, children: int, allowed: set[int] | None = None) -> list[int]:
+    """The CPU of each pool child, by index (settings: ``pin_extraction_cpus``): one each
+    when there are as many children as CPUs this process may run on (``allowed``: its
+    affinity), else none. With more children than CPUs, or fewer (other work shares the
+    machine), a pinned child could wait for a busy CPU while another one idles."""
+    if allowed is None:
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if not pin or children < 2 or children != len(allowed):
+        return []
+    return sorted(allowed)
+
+
+@worker_process_init.connect
+def _pin_to_own_cpu(**_: Any) -> None:
+    """Run this pool child, every thread of it (those started later inherit it), on its
+    CPU: see ``pin_extraction_cpus``."""
+    if not _child_cpus:
+        return
+    from billiard.process import current_process
+
+    index = getattr(current_process(), "index", None)
+    if index is None:
+        return
+    cpu = _child_cpus[index % len(_child_cpus)]
+    try:
+        for thread_id in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(thread_id), {cpu})
+    except OSError as exc:  # a thread that ended meanwhile, or a cpuset that changed
+        log.warning("extraction process %d not pinned to CPU %d: %s", os.getpid(), cpu, exc)
+        return
+    log.info("extraction process %d (pool index %d) runs on CPU %d", os.getpid(), index, cpu)
 
 
 def stall_check(rt: Runtime, queues: list[str], capacity: int) -> Callable[[], None]:
