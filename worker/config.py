@@ -7,6 +7,7 @@ then the defaults below. Nothing else in the package reads ``os.environ``.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,36 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG_FILE = Path("config/newswire.yaml")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def available_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The CPUs this process may use, the default number of extraction processes: those
+    it may run on (its affinity: a container's cpuset), at most its cgroup's CPU quota
+    rounded up (``docker run --cpus 2``: cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``).
+    ``os.cpu_count()`` counts the host's: in a container given 2 of 64 CPUs it would
+    start 64 extraction processes of ~240 MiB each."""
+    if hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:
+        count = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup_root)
+    return max(1, min(count, math.ceil(quota)) if quota else count)
+
+
+def _cpu_quota(root: Path) -> float | None:
+    """CPUs' worth of time the cgroup may use per period; None: no quota (or no cgroup)."""
+    try:
+        if (root / "cpu.max").exists():
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+
+
 _CONFIG_FILE_OVERRIDE: list[Path | None] = [None]
 
 
@@ -137,7 +168,7 @@ class Settings(BaseSettings):
     extract_batch: int = 8  # fetched pages per extraction task
     max_waiting_pages: int = 256  # fetched pages waiting for extraction; fetching pauses above
     extraction_time_limit_s: float = 30.0  # per page; past it the entry is dead-lettered
-    cpu_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    cpu_concurrency: int = Field(default_factory=available_cpus)
     # Each extraction process (its threads too) on a CPU of its own, when a worker has as
     # many of them as the CPUs it may run on (its affinity: a container's cpuset), and
     # never otherwise. Left to the scheduler, two extraction processes on two cores moved
