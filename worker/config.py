@@ -172,9 +172,10 @@ class Settings(BaseSettings):
     # Each extraction process (its threads too) on a CPU of its own, when a worker has as
     # many of them as the CPUs it may run on (its affinity: a container's cpuset), and
     # never otherwise. Left to the scheduler, two extraction processes on two cores moved
-    # between them ~190 times each in a 50 s run, shared one core now and then while the
-    # other idled (the cores idle 2.8-3.5% of the run, 0.8-1.0% pinned), and took ~60%
-    # more context switches (bench/throughput.py, three runs each side by side).
+    # between them ~190 times each in a 50 s run and now and then shared one core while
+    # the other idled: the cores idled 2.6-4.6% of a run, 0.3-1.6% pinned, and the
+    # processes switched context 33-42 times an entry, 20-23 pinned (bench/throughput.py,
+    # runs alternated, three each at 0 and 200 ms).
     pin_extraction_cpus: bool = True
     task_time_limit_s: float = 60.0
     # Past this, the Redis broker delivers an unacknowledged task again: it must exceed
